@@ -1,0 +1,343 @@
+"""``spec`` of a CodePilot: what to serve, on what, how to scale, roll out and alert.
+
+Defaults live here (and so in the CRD schema, where the API server applies them); the renderer never
+invents a default of its own. Cross-field rules are written twice on purpose: as a pydantic validator
+for the CLI and the operator, and as a CEL rule (``x-kubernetes-validations``) for the API server.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from codepilot_operator.api.fields import (
+    DNS1123_SUBDOMAIN_PATTERN,
+    LABEL_VALUE_PATTERN,
+    Duration,
+    ObjectName,
+    Quantity,
+    parse_duration,
+    parse_quantity,
+)
+
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+DEFAULT_FETCHER_IMAGE = "codepilot/codepilot-operator:0.1.0"
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
+
+
+class SpecModel(BaseModel):
+    """Base of every spec object: camelCase on the wire, unknown fields are an error."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True
+    )
+
+
+class Backend(StrEnum):
+    TENSORRTLLM = "tensorrtllm"
+    PYTHON = "python"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class ModelSource(SpecModel):
+    """Where the model version's files are in S3 (MinIO or any S3-compatible store)."""
+
+    uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$", max_length=1024)] = (
+        Field(description="s3://bucket/prefix holding the model version's files.")
+    )
+    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", max_length=512)] = Field(
+        description="S3 endpoint URL, e.g. http://minio.minio.svc:9000. https enables TLS."
+    )
+    credentials_secret: ObjectName | None = Field(
+        default=None,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omitted means anonymous access.",
+    )
+    region: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9-]*$")] = Field(
+        default="us-east-1", description="S3 region; MinIO ignores it."
+    )
+    snapshot_prefix: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$")] = Field(
+        default="codepilot-snapshots",
+        description="Prefix in the same bucket under which immutable weight snapshots are kept.",
+    )
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        parts = self.uri.removeprefix("s3://").split("/", 1)
+        return parts[1].strip("/") if len(parts) == 2 else ""
+
+
+class ModelSpec(SpecModel):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="Triton model name (the directory in the model repository and the name clients call)."
+    )
+    version: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE_PATTERN)] = Field(
+        description="Version of the model; changing it starts a rollout. A valid label value, e.g. v1.2.0."
+    )
+    backend: Backend = Field(default=Backend.TENSORRTLLM, description="Triton backend that runs the model.")
+    source: ModelSource
+
+
+class Toleration(SpecModel):
+    key: Annotated[str, Field(max_length=316)] | None = None
+    operator: Annotated[str, Field(pattern=r"^(Exists|Equal)$")] | None = None
+    value: Annotated[str, Field(max_length=63)] | None = None
+    effect: Annotated[str, Field(pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")] | None = None
+    toleration_seconds: int | None = None
+
+
+class ResourceList(SpecModel):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    ephemeral_storage: Quantity | None = Field(default=None, alias="ephemeral-storage")
+
+
+class Resources(SpecModel):
+    """CPU and memory per Triton container; GPUs are set by ``runtime.gpus``."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.requests.cpu) || !has(self.limits.cpu) || "
+                "quantity(string(self.requests.cpu)).compareTo(quantity(string(self.limits.cpu))) <= 0",
+                "requests.cpu must not exceed limits.cpu",
+            ),
+            (
+                "!has(self.requests.memory) || !has(self.limits.memory) || "
+                "quantity(string(self.requests.memory)).compareTo(quantity(string(self.limits.memory))) <= 0",
+                "requests.memory must not exceed limits.memory",
+            ),
+        )
+    )
+
+    requests: ResourceList = Field(default_factory=lambda: ResourceList(cpu="1", memory="4Gi"))
+    limits: ResourceList = Field(default_factory=lambda: ResourceList(cpu="2", memory="8Gi"))
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Self:
+        for name in ("cpu", "memory"):
+            request, limit = getattr(self.requests, name), getattr(self.limits, name)
+            if request is not None and limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"requests.{name} ({request}) must not exceed limits.{name} ({limit})")
+        return self
+
+
+class RuntimeSpec(SpecModel):
+    image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image."
+    )
+    image_pull_policy: Annotated[str, Field(pattern=r"^(Always|IfNotPresent|Never)$")] = "IfNotPresent"
+    image_pull_secrets: list[ObjectName] = Field(default_factory=list, max_length=16)
+    fetcher_image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        default=DEFAULT_FETCHER_IMAGE,
+        description="Image of the init container that fetches and verifies the weights (codepilot fetch).",
+    )
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=1, description="nvidia.com/gpu per replica.")
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    service_account_name: ObjectName | None = None
+    priority_class_name: ObjectName | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = Field(
+        default=2048, description="Upper bound on tokens generated per request."
+    )
+    max_batch_size: Annotated[int, Field(ge=0, le=4096)] = Field(
+        default=8, description="Triton max_batch_size; 0 disables batching."
+    )
+    shm_size: Quantity = Field(default="2Gi", description="Size of the /dev/shm memory volume.")
+    model_cache_size: Quantity = Field(
+        default="100Gi", description="Size limit of the emptyDir that holds the fetched weights."
+    )
+    startup_timeout: Duration = Field(
+        default="30m", description="How long a replica may take to fetch and load the model before restart."
+    )
+
+    @model_validator(mode="after")
+    def _startup_timeout_sane(self) -> Self:
+        if parse_duration(self.startup_timeout) < 10:
+            raise ValueError("startupTimeout must be at least 10s")
+        return self
+
+
+class ScalingSignal(StrEnum):
+    QUEUE_TIME = "queueTime"
+    INFLIGHT_REQUESTS = "inflightRequests"
+    GPU_UTILIZATION = "gpuUtilization"
+    CPU = "cpu"
+
+
+class ScalingProvider(StrEnum):
+    PROMETHEUS_ADAPTER = "PrometheusAdapter"
+    KEDA = "KEDA"
+
+
+class AutoscalingSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas"))
+    )
+
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    signal: ScalingSignal = Field(
+        default=ScalingSignal.QUEUE_TIME, description="Per-pod serving signal the HPA scales on."
+    )
+    target: Annotated[float, Field(gt=0, le=1_000_000)] | None = Field(
+        default=None,
+        description=(
+            "Target per pod: milliseconds of queue time per request (queueTime, default 100), requests in "
+            "flight (inflightRequests, default 4), percent (gpuUtilization default 80, cpu default 70)."
+        ),
+    )
+    provider: ScalingProvider = Field(
+        default=ScalingProvider.PROMETHEUS_ADAPTER,
+        description="What brings the Prometheus signal to the HPA: prometheus-adapter rules or a KEDA ScaledObject.",
+    )
+    scale_down_stabilization: Duration = Field(
+        default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
+    )
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> Self:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """An HPA exists only when there is a range to scale in."""
+        return self.max_replicas > self.min_replicas
+
+
+class RolloutStrategy(StrEnum):
+    CANARY = "Canary"
+    AB_TEST = "ABTest"
+    IMMEDIATE = "Immediate"
+
+
+class RolloutStep(SpecModel):
+    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Percent of traffic sent to the canary.")
+    pause: Duration = Field(default="5m", description="How long to hold this weight while analysing.")
+
+
+class AnalysisSpec(SpecModel):
+    """Thresholds the canary must meet, compared with the stable version in Prometheus."""
+
+    interval: Duration = "1m"
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.01, description="Highest failed/total request ratio tolerated on the canary."
+    )
+    max_latency_ratio: Annotated[float, Field(ge=1, le=100)] = Field(
+        default=1.2, description="Highest canary/stable mean latency ratio tolerated."
+    )
+    min_requests: Annotated[int, Field(ge=0)] = Field(
+        default=20, description="Requests the canary must serve in an interval before a check counts."
+    )
+    failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3, description="Failed checks before the rollout is rolled back."
+    )
+
+
+def _default_steps() -> list[RolloutStep]:
+    return [RolloutStep(weight=10, pause="5m"), RolloutStep(weight=50, pause="10m")]
+
+
+class RolloutSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.steps.map(s, s.weight).isSorted()",
+                "steps weights must not decrease",
+            ),
+        )
+    )
+
+    strategy: RolloutStrategy = RolloutStrategy.CANARY
+    steps: list[RolloutStep] = Field(default_factory=_default_steps, max_length=20)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+
+    @model_validator(mode="after")
+    def _weights_increase(self) -> Self:
+        weights = [step.weight for step in self.steps]
+        if weights != sorted(weights):
+            raise ValueError(f"steps weights must not decrease, got {weights}")
+        return self
+
+
+class LatencyAlert(SpecModel):
+    threshold: Duration = Field(default="1s", description="Mean request latency that is critical.")
+    for_: Duration = Field(default="5m", alias="for", description="How long latency must stay above threshold.")
+    severity: Annotated[str, Field(pattern=r"^(critical|warning|info)$")] = "critical"
+
+
+class ErrorRateAlert(SpecModel):
+    threshold: Annotated[float, Field(gt=0, le=1)] = Field(default=0.05, description="Failed/total ratio.")
+    for_: Duration = Field(default="5m", alias="for")
+    severity: Annotated[str, Field(pattern=r"^(critical|warning|info)$")] = "warning"
+
+
+class SLOSpec(SpecModel):
+    objective: Annotated[float, Field(gt=0, lt=100)] | None = Field(
+        default=None, description="Availability objective in percent, e.g. 99.9; unset disables burn-rate alerts."
+    )
+    window: Duration = Field(default="30d", description="SLO window the error budget is spent over.")
+
+
+class AlertsSpec(SpecModel):
+    enabled: bool = True
+    latency: LatencyAlert = Field(default_factory=LatencyAlert)
+    error_rate: ErrorRateAlert = Field(default_factory=ErrorRateAlert)
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    runbook_base_url: Annotated[str, Field(max_length=512, pattern=r"^https?://\S+$")] | None = None
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release)."
+    )
+
+
+class CodePilotSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.model.backend != 'tensorrtllm' || self.runtime.gpus >= 1",
+                "the tensorrtllm backend needs runtime.gpus >= 1",
+            ),
+        )
+    )
+
+    model: ModelSpec
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+
+    @model_validator(mode="after")
+    def _trtllm_needs_gpu(self) -> Self:
+        if self.model.backend is Backend.TENSORRTLLM and self.runtime.gpus < 1:
+            raise ValueError("the tensorrtllm backend needs runtime.gpus >= 1")
+        return self
+
+
+__all__ = [
+    "DNS1123_SUBDOMAIN_PATTERN",
+    "AlertsSpec",
+    "AnalysisSpec",
+    "AutoscalingSpec",
+    "Backend",
+    "CodePilotSpec",
+    "ModelSource",
+    "ModelSpec",
+    "RolloutSpec",
+    "RolloutStep",
+    "RolloutStrategy",
+    "RuntimeSpec",
+    "ScalingProvider",
+    "ScalingSignal",
+]

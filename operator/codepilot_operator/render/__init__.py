@@ -1,0 +1,35 @@
+"""Pure rendering: a CodePilot in, the list of Kubernetes objects that serve it out.
+
+Nothing in this package performs I/O or imports a Kubernetes client (import-linter enforces it), so the
+CLI renders offline exactly what the operator applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.render.configmap import model_config_map
+from codepilot_operator.render.deployment import deployment
+from codepilot_operator.render.hpa import horizontal_pod_autoscaler
+from codepilot_operator.render.pdb import pod_disruption_budget
+from codepilot_operator.render.served import ServedVersion, served_versions
+from codepilot_operator.render.service import entry_service, version_service
+
+__all__ = ["ServedVersion", "render", "served_versions"]
+
+
+def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dict[str, Any]]:
+    """Every child object of ``cp``, in a stable order (dependencies before dependents)."""
+    versions = served if served is not None else served_versions(cp)
+    objects: list[dict[str, Any]] = []
+    for item in versions:
+        objects.append(model_config_map(cp, item))
+    objects.append(entry_service(cp))
+    for item in versions:
+        objects.append(version_service(cp, item))
+        objects.append(deployment(cp, item))
+        if cp.spec.autoscaling.enabled:
+            objects.append(horizontal_pod_autoscaler(cp, item))
+    objects.append(pod_disruption_budget(cp))
+    return objects

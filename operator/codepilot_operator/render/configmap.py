@@ -1,0 +1,29 @@
+"""ConfigMap carrying the Triton model configuration of one served version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.render.names import version_labels, version_name
+from codepilot_operator.render.served import ServedVersion
+from codepilot_operator.render.tritonconfig import model_config
+
+CONFIG_KEY = "config.pbtxt"
+
+
+def config_map_name(cp: CodePilot, version: str) -> str:
+    return version_name(cp, version, "config")
+
+
+def model_config_map(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(cp, served.version),
+            "namespace": cp.metadata.namespace,
+            "labels": version_labels(cp, served.version),
+        },
+        "data": {CONFIG_KEY: model_config(cp)},
+    }

@@ -1,0 +1,193 @@
+"""Deployment running tritonserver for one served model version.
+
+One Deployment per version, named after the version: promoting a canary only changes status and traffic,
+never the pods that already loaded the weights. When an HPA owns the replica count the Deployment has no
+``spec.replicas`` at all (under server-side apply, owning it would fight the HPA on every reconcile).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.api.fields import parse_duration
+from codepilot_operator.render.configmap import CONFIG_KEY, config_map_name, model_config_map
+from codepilot_operator.render.fetcher import fetch_init_container
+from codepilot_operator.render.names import version_labels, version_name, version_selector_labels
+from codepilot_operator.render.served import ServedVersion
+from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, model_dir
+
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+GPU_RESOURCE = "nvidia.com/gpu"
+TRITON_UID = 1000  # the triton-server user of NVIDIA's images
+STARTUP_PROBE_PERIOD = 10
+EXIT_TIMEOUT_SECONDS = 60
+CONFIG_HASH_ANNOTATION = "serving.codepilot.dev/config-hash"
+
+
+def deployment_name(cp: CodePilot, version: str) -> str:
+    return version_name(cp, version)
+
+
+def triton_args(cp: CodePilot) -> list[str]:
+    return [
+        f"--model-repository={MODEL_REPOSITORY}",
+        "--model-control-mode=explicit",
+        f"--load-model={cp.spec.model.name}",
+        f"--http-port={HTTP_PORT}",
+        f"--grpc-port={GRPC_PORT}",
+        f"--metrics-port={METRICS_PORT}",
+        "--allow-metrics=true",
+        f"--allow-gpu-metrics={'true' if cp.spec.runtime.gpus > 0 else 'false'}",
+        "--metrics-interval-ms=2000",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}",
+    ]
+
+
+def _resources(cp: CodePilot) -> dict[str, Any]:
+    spec = cp.spec.runtime.resources
+    requests = spec.requests.model_dump(by_alias=True, exclude_none=True)
+    limits = spec.limits.model_dump(by_alias=True, exclude_none=True)
+    if cp.spec.runtime.gpus > 0:
+        limits[GPU_RESOURCE] = str(cp.spec.runtime.gpus)
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _http_probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 5,
+        "failureThreshold": failures,
+    }
+
+
+def startup_failure_threshold(cp: CodePilot) -> int:
+    """Enough probe periods to cover ``runtime.startupTimeout`` (big models take minutes to load)."""
+    return max(1, math.ceil(parse_duration(cp.spec.runtime.startup_timeout) / STARTUP_PROBE_PERIOD))
+
+
+def triton_container(cp: CodePilot) -> dict[str, Any]:
+    runtime = cp.spec.runtime
+    return {
+        "name": "triton",
+        "image": runtime.image,
+        "imagePullPolicy": runtime.image_pull_policy,
+        "command": ["tritonserver"],
+        "args": triton_args(cp),
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": _resources(cp),
+        "startupProbe": _http_probe("/v2/health/ready", STARTUP_PROBE_PERIOD, startup_failure_threshold(cp)),
+        "readinessProbe": _http_probe("/v2/health/ready", 5, 3),
+        "livenessProbe": _http_probe("/v2/health/live", 10, 6),
+        "volumeMounts": [
+            {"name": "model-repository", "mountPath": MODEL_REPOSITORY},
+            {
+                "name": "model-config",
+                "mountPath": f"{model_dir(cp)}/{CONFIG_KEY}",
+                "subPath": CONFIG_KEY,
+                "readOnly": True,
+            },
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def _volumes(cp: CodePilot, version: str) -> list[dict[str, Any]]:
+    runtime = cp.spec.runtime
+    return [
+        {"name": "model-repository", "emptyDir": {"sizeLimit": runtime.model_cache_size}},
+        {"name": "model-config", "configMap": {"name": config_map_name(cp, version)}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+
+
+def config_hash(cp: CodePilot, served: ServedVersion) -> str:
+    """Changes whenever the mounted config or the fetched weights change, so pods restart to pick it up.
+
+    subPath mounts of a ConfigMap never update in place; a template annotation rolls the pods instead.
+    """
+    payload = json.dumps(
+        {"config": model_config_map(cp, served)["data"], "fetch": fetch_init_container(cp, served)["args"]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _pod_spec(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+    runtime = cp.spec.runtime
+    pod: dict[str, Any] = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRITON_UID,
+            "runAsGroup": TRITON_UID,
+            "fsGroup": TRITON_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": EXIT_TIMEOUT_SECONDS + 15,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "initContainers": [fetch_init_container(cp, served)],
+        "containers": [triton_container(cp)],
+        "volumes": _volumes(cp, served.version),
+    }
+    if runtime.node_selector:
+        pod["nodeSelector"] = dict(runtime.node_selector)
+    if runtime.tolerations:
+        pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in runtime.tolerations]
+    if runtime.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
+    if runtime.service_account_name:
+        pod["serviceAccountName"] = runtime.service_account_name
+    if runtime.priority_class_name:
+        pod["priorityClassName"] = runtime.priority_class_name
+    return pod
+
+
+def deployment(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+    labels = version_labels(cp, served.version)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": version_selector_labels(cp, served.version)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": int(parse_duration(cp.spec.runtime.startup_timeout)) + 600,
+        "template": {
+            "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash(cp, served)}},
+            "spec": _pod_spec(cp, served),
+        },
+    }
+    if not cp.spec.autoscaling.enabled:
+        spec = {"replicas": cp.spec.autoscaling.min_replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(cp, served.version),
+            "namespace": cp.metadata.namespace,
+            "labels": labels,
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,65 @@
+"""The contract of the weight-fetching init container (``codepilot fetch``).
+
+The init container downloads and verifies the weights into the model repository before Triton starts.
+When the version has a snapshot, the pod reads the immutable, content-addressed snapshot rather than
+the mutable source prefix, so every replica serves exactly the bytes recorded in status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.render.served import ServedVersion
+from codepilot_operator.render.tritonconfig import weights_dir
+
+ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+ENDPOINT_ENV = "S3_ENDPOINT"
+REGION_ENV = "S3_REGION"
+
+
+def snapshot_uri(cp: CodePilot, snapshot_id: str) -> str:
+    """Where a snapshot lives: ``s3://<bucket>/<snapshotPrefix>/<namespace>/<codepilot>/<id>``."""
+    source = cp.spec.model.source
+    return f"s3://{source.bucket}/{source.snapshot_prefix}/{cp.metadata.namespace}/{cp.metadata.name}/{snapshot_id}"
+
+
+def fetch_args(cp: CodePilot, served: ServedVersion) -> list[str]:
+    args = ["fetch", "--dest", weights_dir(cp)]
+    if served.snapshot_id:
+        return [*args, "--snapshot", snapshot_uri(cp, served.snapshot_id)]
+    return [*args, "--source", cp.spec.model.source.uri]
+
+
+def fetch_env(cp: CodePilot) -> list[dict[str, Any]]:
+    source = cp.spec.model.source
+    env: list[dict[str, Any]] = [
+        {"name": ENDPOINT_ENV, "value": source.endpoint},
+        {"name": REGION_ENV, "value": source.region},
+    ]
+    if source.credentials_secret:
+        for key in (ACCESS_KEY_ENV, SECRET_KEY_ENV):
+            env.append(
+                {"name": key, "valueFrom": {"secretKeyRef": {"name": source.credentials_secret, "key": key}}}
+            )
+    return env
+
+
+def fetch_init_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+    return {
+        "name": "fetch-weights",
+        "image": cp.spec.runtime.fetcher_image,
+        "imagePullPolicy": cp.spec.runtime.image_pull_policy,
+        "command": ["codepilot"],
+        "args": fetch_args(cp, served),
+        "env": fetch_env(cp),
+        "volumeMounts": [{"name": "model-repository", "mountPath": "/models"}],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
