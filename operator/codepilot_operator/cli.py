@@ -40,8 +40,23 @@ def _read(path: str) -> tuple[str, str]:
         raise UsageError(f"{path}: not UTF-8 text") from None
 
 
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (config.pbtxt, dashboards) as literal blocks, so rendered YAML stays reviewable."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_ReadableDumper.add_representer(str, _represent_str)
+
+
 def dump_yaml_stream(objects: Sequence[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=1_000_000)
+    return yaml.dump_all(
+        objects, Dumper=_ReadableDumper, sort_keys=False, default_flow_style=False, width=1_000_000
+    )
 
 
 def _load(paths: Sequence[str]) -> list[Any]:
@@ -93,7 +108,9 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codepilot", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="codepilot", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

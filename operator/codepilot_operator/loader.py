@@ -79,7 +79,8 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
         raise InvalidCodePilot([f"{source}:{where}: invalid YAML: {problem}"]) from None
     if not documents:
         raise InvalidCodePilot([f"{source}: no CodePilot found (the file is empty)"])
-    parsed, problems = [], []
+    parsed: list[CodePilot] = []
+    problems: list[str] = []
     for index, document in enumerate(documents):
         label = source if len(documents) == 1 else f"{source}[document {index + 1}]"
         try:

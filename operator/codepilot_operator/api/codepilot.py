@@ -36,8 +36,10 @@ class ObjectMeta(BaseModel):
 class CodePilot(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    api_version: Literal["serving.codepilot.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
-    kind: Literal["CodePilot"] = KIND
+    api_version: Literal["serving.codepilot.dev/v1alpha1"] = Field(
+        default="serving.codepilot.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["CodePilot"] = "CodePilot"
     metadata: ObjectMeta
     spec: CodePilotSpec
     status: CodePilotStatus = Field(default_factory=CodePilotStatus)

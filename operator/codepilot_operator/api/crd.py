@@ -94,9 +94,9 @@ def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
         # without required fields an empty default so its own defaults are applied by the API server.
         required = set(out.get("required", []))
         for name, prop in out["properties"].items():
-            if name not in required and prop.get("type") == "object" and "properties" in prop:
-                if "default" not in prop and not _has_required(prop):
-                    prop["default"] = {}
+            optional_object = name not in required and prop.get("type") == "object" and "properties" in prop
+            if optional_object and "default" not in prop and not _has_required(prop):
+                prop["default"] = {}
     return out
 
 
@@ -128,7 +128,9 @@ def _inject_factory_defaults(model: type[BaseModel], schema: Schema) -> None:
                     prop["default"] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
             elif isinstance(value, list) and value:
                 prop["default"] = [
-                    v.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(v, BaseModel) else v
+                    v.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    if isinstance(v, BaseModel)
+                    else v
                     for v in value
                 ]
         nested = _nested_model(field.annotation)
@@ -147,7 +149,9 @@ def structural(model: type[BaseModel], *, mode: str = "validation") -> Schema:
 def crd() -> dict[str, Any]:
     """The complete CustomResourceDefinition for CodePilot."""
     spec_schema = structural(CodePilotSpec)
-    spec_schema["description"] = "Desired state: the model to serve, its runtime, scaling, rollout and alerts."
+    spec_schema["description"] = (
+        "Desired state: the model to serve, its runtime, scaling, rollout and alerts."
+    )
     status_schema = structural(CodePilotStatus, mode="serialization")
     status_schema["description"] = "Observed state, written by the operator."
     root: Schema = {
@@ -163,7 +167,10 @@ def crd() -> dict[str, Any]:
         },
         "x-kubernetes-validations": [
             {
-                "rule": "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                "rule": (
+                    "self.metadata.name.size() <= 63 && "
+                    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+                ),
                 "message": "metadata.name must be a DNS-1035 label (it names the CodePilot's Service)",
             }
         ],
@@ -173,7 +180,10 @@ def crd() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "codepilot-operator", "app.kubernetes.io/part-of": "codepilot"},
+            "labels": {
+                "app.kubernetes.io/name": "codepilot-operator",
+                "app.kubernetes.io/part-of": "codepilot",
+            },
         },
         "spec": {
             "group": GROUP,

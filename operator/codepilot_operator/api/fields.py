@@ -17,14 +17,21 @@ _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
 _DURATION_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 # The Kubernetes resource.Quantity grammar, as controller-gen emits it for Quantity fields.
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 _BINARY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-                   "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-                   "P": Decimal("1e15"), "E": Decimal("1e18")}
+_DECIMAL_SUFFIX = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
 
 DNS1035_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DNS1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -41,19 +48,19 @@ def parse_duration(text: str) -> float:
 
 def parse_quantity(text: str) -> Decimal:
     """Numeric value of a Kubernetes quantity (``500m`` -> 0.5, ``4Gi`` -> 4294967296)."""
-    match = re.fullmatch(r"([+-]?[0-9.]+)([a-zA-Z]*)", text)
-    if not match or not _QUANTITY_RE.match(text):
+    if not _QUANTITY_RE.match(text):
         raise ValueError(f"invalid quantity {text!r}")
-    number, suffix = match.groups()
+    for suffixes in (_BINARY_SUFFIX, _DECIMAL_SUFFIX):
+        for suffix, factor in suffixes.items():
+            if suffix and text.endswith(suffix) and not text.endswith(("e" + suffix, "E" + suffix)):
+                try:
+                    return Decimal(text[: -len(suffix)]) * factor
+                except InvalidOperation:
+                    continue
     try:
-        value = Decimal(number)
-    except InvalidOperation as exc:  # pragma: no cover - the pattern already rejects these
+        return Decimal(text)  # a plain number or the exponent form, e.g. 1e3
+    except InvalidOperation as exc:
         raise ValueError(f"invalid quantity {text!r}") from exc
-    if suffix in _BINARY_SUFFIX:
-        return value * _BINARY_SUFFIX[suffix]
-    if suffix in _DECIMAL_SUFFIX:
-        return value * _DECIMAL_SUFFIX[suffix]
-    return Decimal(text)  # exponent form, e.g. 1e3
 
 
 def _check_duration(value: str) -> str:

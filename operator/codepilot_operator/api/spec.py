@@ -48,20 +48,22 @@ class Backend(StrEnum):
 class ModelSource(SpecModel):
     """Where the model version's files are in S3 (MinIO or any S3-compatible store)."""
 
-    uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$", max_length=1024)] = (
-        Field(description="s3://bucket/prefix holding the model version's files.")
-    )
+    uri: Annotated[
+        str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$", max_length=1024)
+    ] = Field(description="s3://bucket/prefix holding the model version's files.")
     endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", max_length=512)] = Field(
         description="S3 endpoint URL, e.g. http://minio.minio.svc:9000. https enables TLS."
     )
     credentials_secret: ObjectName | None = Field(
         default=None,
-        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omitted means anonymous access.",
+        description="Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omit for anonymous access.",
     )
     region: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9-]*$")] = Field(
         default="us-east-1", description="S3 region; MinIO ignores it."
     )
-    snapshot_prefix: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$")] = Field(
+    snapshot_prefix: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$")
+    ] = Field(
         default="codepilot-snapshots",
         description="Prefix in the same bucket under which immutable weight snapshots are kept.",
     )
@@ -77,8 +79,10 @@ class ModelSource(SpecModel):
 
 
 class ModelSpec(SpecModel):
-    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
-        description="Triton model name (the directory in the model repository and the name clients call)."
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = (
+        Field(
+            description="Triton model name (the directory in the model repository and the name clients call)."
+        )
     )
     version: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE_PATTERN)] = Field(
         description="Version of the model; changing it starts a rollout. A valid label value, e.g. v1.2.0."
@@ -199,7 +203,7 @@ class AutoscalingSpec(SpecModel):
     )
     provider: ScalingProvider = Field(
         default=ScalingProvider.PROMETHEUS_ADAPTER,
-        description="What brings the Prometheus signal to the HPA: prometheus-adapter rules or a KEDA ScaledObject.",
+        description="What brings the signal to the HPA: prometheus-adapter rules or a KEDA ScaledObject.",
     )
     scale_down_stabilization: Duration = Field(
         default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
@@ -208,7 +212,9 @@ class AutoscalingSpec(SpecModel):
     @model_validator(mode="after")
     def _max_not_below_min(self) -> Self:
         if self.max_replicas < self.min_replicas:
-            raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})")
+            raise ValueError(
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
+            )
         return self
 
     @property
@@ -274,7 +280,9 @@ class RolloutSpec(SpecModel):
 
 class LatencyAlert(SpecModel):
     threshold: Duration = Field(default="1s", description="Mean request latency that is critical.")
-    for_: Duration = Field(default="5m", alias="for", description="How long latency must stay above threshold.")
+    for_: Duration = Field(
+        default="5m", alias="for", description="How long latency must stay above threshold."
+    )
     severity: Annotated[str, Field(pattern=r"^(critical|warning|info)$")] = "critical"
 
 
@@ -286,7 +294,8 @@ class ErrorRateAlert(SpecModel):
 
 class SLOSpec(SpecModel):
     objective: Annotated[float, Field(gt=0, lt=100)] | None = Field(
-        default=None, description="Availability objective in percent, e.g. 99.9; unset disables burn-rate alerts."
+        default=None,
+        description="Availability objective in percent, e.g. 99.9; unset disables burn-rate alerts.",
     )
     window: Duration = Field(default="30d", description="SLO window the error budget is spent over.")
 
@@ -298,7 +307,8 @@ class AlertsSpec(SpecModel):
     slo: SLOSpec = Field(default_factory=SLOSpec)
     runbook_base_url: Annotated[str, Field(max_length=512, pattern=r"^https?://\S+$")] | None = None
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release)."
+        default_factory=dict,
+        description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release).",
     )
 
 

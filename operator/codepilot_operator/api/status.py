@@ -54,7 +54,9 @@ class ConditionStatus(StrEnum):
 class Condition(StatusModel):
     type: Annotated[str, Field(min_length=1, max_length=316)]
     status: ConditionStatus
-    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    reason: Annotated[
+        str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    ]
     message: Annotated[str, Field(max_length=32768)] = ""
     last_transition_time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     observed_generation: Annotated[int, Field(ge=0)] | None = None

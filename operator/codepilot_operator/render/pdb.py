@@ -16,6 +16,10 @@ def pod_disruption_budget(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {"name": cp.metadata.name, "namespace": cp.metadata.namespace, "labels": common_labels(cp)},
+        "metadata": {
+            "name": cp.metadata.name,
+            "namespace": cp.metadata.namespace,
+            "labels": common_labels(cp),
+        },
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(cp)}},
     }

@@ -33,4 +33,7 @@ def served_versions(cp: CodePilot) -> list[ServedVersion]:
     stable = cp.status.stable_version or desired
     if stable == desired or cp.spec.rollout.strategy is RolloutStrategy.IMMEDIATE:
         return [ServedVersion(desired, snapshot_for(cp, desired))]
-    return [ServedVersion(stable, snapshot_for(cp, stable)), ServedVersion(desired, snapshot_for(cp, desired))]
+    return [
+        ServedVersion(stable, snapshot_for(cp, stable)),
+        ServedVersion(desired, snapshot_for(cp, desired)),
+    ]

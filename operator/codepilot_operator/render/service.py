@@ -27,8 +27,9 @@ _SERVING_PORTS = [
 _METRICS_PORT = {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}
 
 
-def _service(name: str, cp: CodePilot, labels: dict[str, str], selector: dict[str, str],
-             ports: list[dict[str, Any]]) -> dict[str, Any]:
+def _service(
+    name: str, cp: CodePilot, labels: dict[str, str], selector: dict[str, str], ports: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",

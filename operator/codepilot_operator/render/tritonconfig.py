@@ -110,7 +110,11 @@ def _onnxruntime(cp: CodePilot) -> list[str]:
     ]
 
 
-_BACKEND_BODY = {Backend.TENSORRTLLM: _tensorrtllm, Backend.PYTHON: _python, Backend.ONNXRUNTIME: _onnxruntime}
+_BACKEND_BODY = {
+    Backend.TENSORRTLLM: _tensorrtllm,
+    Backend.PYTHON: _python,
+    Backend.ONNXRUNTIME: _onnxruntime,
+}
 
 
 def model_config(cp: CodePilot) -> str:

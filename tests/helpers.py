@@ -1,0 +1,55 @@
+"""Small test helpers shared by unit and integration tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.loader import parse_codepilot
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+KUBERNETES_VERSION = "1.31"
+
+MINIMAL: dict[str, Any] = {
+    "apiVersion": "serving.codepilot.dev/v1alpha1",
+    "kind": "CodePilot",
+    "metadata": {"name": "coder", "namespace": "team-a"},
+    "spec": {
+        "model": {
+            "name": "codellama-7b",
+            "version": "v1",
+            "source": {"uri": "s3://models/codellama/v1", "endpoint": "http://minio:9000"},
+        }
+    },
+}
+
+
+def manifest(**overrides: Any) -> dict[str, Any]:
+    """MINIMAL with dotted-path overrides: manifest(**{"spec.runtime.gpus": 2})."""
+    doc = copy.deepcopy(MINIMAL)
+    for path, value in overrides.items():
+        node = doc
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return doc
+
+
+def codepilot(**overrides: Any) -> CodePilot:
+    return parse_codepilot(manifest(**overrides))
+
+
+def load_example(path: Path) -> CodePilot:
+    return parse_codepilot(yaml.safe_load(path.read_text()))
+
+
+def validate_builtin(obj: dict[str, Any]) -> None:
+    """Strict schema validation of a built-in kind; a kind without a schema raises (counts as failure)."""
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
