@@ -124,3 +124,9 @@ def test_api_server_defaults_equal_model_defaults() -> None:
     # and the defaulting really happened in the schema, not only in pydantic
     assert defaulted["spec"]["runtime"]["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}
     assert defaulted["spec"]["alerts"]["latency"] == {"threshold": "1s", "for": "5m", "severity": "critical"}
+
+
+def test_api_reference_is_up_to_date() -> None:
+    from codepilot_operator.api.reference import api_reference
+
+    assert (REPO / "docs" / "api.md").read_text() == api_reference(), "docs/api.md drifted: run 'make docs'"

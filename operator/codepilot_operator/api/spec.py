@@ -79,6 +79,8 @@ class ModelSource(SpecModel):
 
 
 class ModelSpec(SpecModel):
+    """The model to serve: its Triton name, version, backend and where its files are."""
+
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = (
         Field(
             description="Triton model name (the directory in the model repository and the name clients call)."
@@ -92,6 +94,8 @@ class ModelSpec(SpecModel):
 
 
 class Toleration(SpecModel):
+    """A pod toleration (core/v1 Toleration), e.g. for tainted GPU nodes."""
+
     key: Annotated[str, Field(max_length=316)] | None = None
     operator: Annotated[str, Field(pattern=r"^(Exists|Equal)$")] | None = None
     value: Annotated[str, Field(max_length=63)] | None = None
@@ -100,6 +104,8 @@ class Toleration(SpecModel):
 
 
 class ResourceList(SpecModel):
+    """CPU, memory and ephemeral storage quantities."""
+
     cpu: Quantity | None = None
     memory: Quantity | None = None
     ephemeral_storage: Quantity | None = Field(default=None, alias="ephemeral-storage")
@@ -136,6 +142,8 @@ class Resources(SpecModel):
 
 
 class RuntimeSpec(SpecModel):
+    """How each replica runs: Triton image, GPUs, resources, placement and limits of the model server."""
+
     image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
         default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image."
     )
@@ -185,6 +193,8 @@ class ScalingProvider(StrEnum):
 
 
 class AutoscalingSpec(SpecModel):
+    """Replica range and the serving signal to scale on; an HPA exists only when maxReplicas > minReplicas."""
+
     model_config = ConfigDict(
         json_schema_extra=_cel(("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas"))
     )
@@ -208,6 +218,12 @@ class AutoscalingSpec(SpecModel):
     scale_down_stabilization: Duration = Field(
         default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
     )
+    prometheus_address: Annotated[
+        str, Field(max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]+)?(/\S*)?$")
+    ] = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="Prometheus URL the KEDA ScaledObject queries (provider KEDA only).",
+    )
 
     @model_validator(mode="after")
     def _max_not_below_min(self) -> Self:
@@ -230,6 +246,8 @@ class RolloutStrategy(StrEnum):
 
 
 class RolloutStep(SpecModel):
+    """One step of a canary: hold ``weight`` percent of traffic for ``pause`` while analysing."""
+
     weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Percent of traffic sent to the canary.")
     pause: Duration = Field(default="5m", description="How long to hold this weight while analysing.")
 
@@ -257,6 +275,8 @@ def _default_steps() -> list[RolloutStep]:
 
 
 class RolloutSpec(SpecModel):
+    """How a change of spec.model.version reaches users: Canary, ABTest or Immediate."""
+
     model_config = ConfigDict(
         json_schema_extra=_cel(
             (
@@ -279,6 +299,8 @@ class RolloutSpec(SpecModel):
 
 
 class LatencyAlert(SpecModel):
+    """Critical alert when mean request latency stays above ``threshold`` for ``for``."""
+
     threshold: Duration = Field(default="1s", description="Mean request latency that is critical.")
     for_: Duration = Field(
         default="5m", alias="for", description="How long latency must stay above threshold."
@@ -287,12 +309,16 @@ class LatencyAlert(SpecModel):
 
 
 class ErrorRateAlert(SpecModel):
+    """Alert when the failed/total request ratio stays above ``threshold`` for ``for``."""
+
     threshold: Annotated[float, Field(gt=0, le=1)] = Field(default=0.05, description="Failed/total ratio.")
     for_: Duration = Field(default="5m", alias="for")
     severity: Annotated[str, Field(pattern=r"^(critical|warning|info)$")] = "warning"
 
 
 class SLOSpec(SpecModel):
+    """Availability SLO; when ``objective`` is set, multi-window multi-burn-rate alerts are rendered."""
+
     objective: Annotated[float, Field(gt=0, lt=100)] | None = Field(
         default=None,
         description="Availability objective in percent, e.g. 99.9; unset disables burn-rate alerts.",
@@ -301,6 +327,8 @@ class SLOSpec(SpecModel):
 
 
 class AlertsSpec(SpecModel):
+    """Prometheus alerting for this CodePilot (ServiceMonitor and PrometheusRule)."""
+
     enabled: bool = True
     latency: LatencyAlert = Field(default_factory=LatencyAlert)
     error_rate: ErrorRateAlert = Field(default_factory=ErrorRateAlert)

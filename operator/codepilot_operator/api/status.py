@@ -36,6 +36,8 @@ class Reason(StrEnum):
     RECONCILED = "Reconciled"
     APPLY_FAILED = "ApplyFailed"
     DEPLOYMENT_NOT_READY = "DeploymentNotReady"
+    # The weight fetcher (init container) keeps failing: pods can never become Ready without a fix.
+    INIT_CONTAINER_FAILING = "InitContainerFailing"
     REPLICAS_READY = "ReplicasReady"
     SNAPSHOT_FAILED = "SnapshotFailed"
     WEIGHTS_VERIFIED = "WeightsVerified"

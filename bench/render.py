@@ -1,0 +1,85 @@
+"""Render time per CodePilot over 1000 varied specs (goal: under 1 ms each).
+
+Parsing and rendering are measured separately, on the same specs, in one run:
+    python3 bench/render.py [--count 1000] [--repeat 5]
+Prints the median over repeats of the per-CodePilot time for parse, render, and both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import statistics
+import time
+from typing import Any
+
+from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.render import render
+
+BASE: dict[str, Any] = {
+    "apiVersion": "serving.codepilot.dev/v1alpha1",
+    "kind": "CodePilot",
+    "metadata": {"name": "coder", "namespace": "bench"},
+    "spec": {"model": {"name": "m", "version": "v1", "source": {"uri": "s3://models/m", "endpoint": "http://s3:9000"}}},
+}
+
+
+def varied_specs(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    docs = []
+    for i in range(count):
+        doc = copy.deepcopy(BASE)
+        spec = doc["spec"]
+        backend = rng.choice(["tensorrtllm", "python", "onnxruntime"])
+        doc["metadata"]["name"] = (f"cp-{i}" + "-x" * rng.randint(0, 30))[:63].rstrip("-")
+        spec["model"]["version"] = rng.choice(["v1", "v2.0.1", "2024.11.05", "release_7", "v" + "9" * 40])
+        spec["model"]["backend"] = backend
+        minimum = rng.randint(1, 4)
+        spec["runtime"] = {
+            "gpus": rng.randint(1, 8) if backend == "tensorrtllm" else rng.randint(0, 2),
+            "maxTokens": rng.choice([512, 2048, 8192]),
+            "maxBatchSize": rng.choice([0, 8, 64]),
+            "nodeSelector": {"nvidia.com/gpu.product": "H100"} if rng.random() < 0.5 else {},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        }
+        spec["autoscaling"] = {
+            "minReplicas": minimum,
+            "maxReplicas": minimum + rng.randint(0, 6),
+            "signal": rng.choice(["queueTime", "inflightRequests", "gpuUtilization", "cpu"]),
+        }
+        spec["rollout"] = {"steps": [{"weight": w, "pause": "5m"} for w in sorted(rng.sample(range(1, 100), 3))]}
+        if rng.random() < 0.5:
+            spec["alerts"] = {"slo": {"objective": 99.9}, "latency": {"threshold": "1500ms"}}
+        docs.append(doc)
+    return docs
+
+
+def timed(fn: Any, items: list[Any]) -> float:
+    start = time.perf_counter()
+    for item in items:
+        fn(item)
+    return (time.perf_counter() - start) / len(items)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    docs = varied_specs(args.count)
+    parsed = [parse_codepilot(d) for d in docs]
+    objects = sum(len(render(cp)) for cp in parsed)
+    parse_times, render_times, both_times = [], [], []
+    for _ in range(args.repeat):
+        parse_times.append(timed(parse_codepilot, docs))
+        render_times.append(timed(render, parsed))
+        both_times.append(timed(lambda d: render(parse_codepilot(d)), docs))
+    print(f"{args.count} varied CodePilots, {objects / args.count:.1f} objects each, median of {args.repeat} runs")
+    print(f"  parse  : {statistics.median(parse_times) * 1e3:.3f} ms per CodePilot")
+    print(f"  render : {statistics.median(render_times) * 1e3:.3f} ms per CodePilot")
+    print(f"  both   : {statistics.median(both_times) * 1e3:.3f} ms per CodePilot (goal < 1 ms)")
+
+
+if __name__ == "__main__":
+    main()
