@@ -21,6 +21,11 @@ def _schema() -> dict[str, Any]:
     return crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
+def _validate(document: Any) -> None:
+    """OpenAPI v3.0 schemas are Draft 4 JSON Schema (boolean exclusiveMinimum/-Maximum)."""
+    jsonschema.Draft4Validator(_schema()).validate(document)
+
+
 def test_crds_directory_matches_the_models() -> None:
     """Fails when someone edits api/ without running `make crds` (or edits crds/ by hand)."""
     assert yaml.safe_load(CRD_FILE.read_text()) == crd()
@@ -46,6 +51,9 @@ def _structural_problems(node: dict[str, Any], path: str = "") -> list[str]:
             problems.append(f"{path}: {key} outside int-or-string")
     if "properties" in node and "additionalProperties" in node:
         problems.append(f"{path}: properties and additionalProperties are exclusive")
+    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+        if bound in node and not isinstance(node[bound], bool):
+            problems.append(f"{path}: {bound} must be a boolean in OpenAPI v3.0")
     if node.get("nullable") is True or node.get("type") == "null":
         problems.append(f"{path}: null types are not used")
     for name, sub in node.get("properties", {}).items():
@@ -84,7 +92,7 @@ def test_cross_field_rules_are_cel_in_the_schema() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_examples_validate_against_the_crd_schema(example: Any) -> None:
-    jsonschema.validate(yaml.safe_load(example.read_text()), _schema())
+    _validate(yaml.safe_load(example.read_text()))
 
 
 @pytest.mark.parametrize(
@@ -99,7 +107,7 @@ def test_examples_validate_against_the_crd_schema(example: Any) -> None:
 )
 def test_crd_schema_rejects_what_the_models_reject(overrides: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(manifest(**overrides), _schema())
+        _validate(manifest(**overrides))
 
 
 def _apply_defaults(schema: dict[str, Any], value: Any) -> Any:

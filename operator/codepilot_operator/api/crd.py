@@ -82,6 +82,12 @@ def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
             continue
         else:
             out[key] = copy.deepcopy(value)
+    # JSON Schema 2020-12 (pydantic) writes exclusive bounds as numbers; OpenAPI v3.0 (CRDs) as booleans
+    # beside minimum/maximum.
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[limit], out[bound] = value, True
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     if "const" in out:
