@@ -125,7 +125,8 @@ def test_config_pbtxt_carries_batching_and_max_tokens() -> None:
             "spec.runtime.maxBatchSize": 16,
         }
     )
-    config = only(render(cp), "ConfigMap")["data"]["config.pbtxt"]
+    model_configs = [o for o in render(cp) if "config.pbtxt" in o.get("data", {})]
+    config = only(model_configs, "ConfigMap")["data"]["config.pbtxt"]
     assert 'backend: "python"' in config
     assert "max_batch_size: 16" in config
     assert 'key: "max_tokens" value: { string_value: "777" }' in config

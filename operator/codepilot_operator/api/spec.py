@@ -45,6 +45,15 @@ class Backend(StrEnum):
     ONNXRUNTIME = "onnxruntime"
 
 
+class SnapshotRetention(SpecModel):
+    """Which weight snapshots survive garbage collection; snapshots pinned by stable/canary always do."""
+
+    keep: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=5, description="Keep at least the newest this many snapshots."
+    )
+    max_age: Duration = Field(default="7d", description="Keep every snapshot younger than this.")
+
+
 class ModelSource(SpecModel):
     """Where the model version's files are in S3 (MinIO or any S3-compatible store)."""
 
@@ -67,6 +76,7 @@ class ModelSource(SpecModel):
         default="codepilot-snapshots",
         description="Prefix in the same bucket under which immutable weight snapshots are kept.",
     )
+    retention: SnapshotRetention = Field(default_factory=SnapshotRetention)
 
     @property
     def bucket(self) -> str:
@@ -378,4 +388,5 @@ __all__ = [
     "RuntimeSpec",
     "ScalingProvider",
     "ScalingSignal",
+    "SnapshotRetention",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 from codepilot_operator.api import CodePilot
 from codepilot_operator.render.configmap import model_config_map
 from codepilot_operator.render.deployment import deployment
-from codepilot_operator.render.hpa import horizontal_pod_autoscaler
+from codepilot_operator.render.monitoring import autoscaler, monitoring_objects
 from codepilot_operator.render.pdb import pod_disruption_budget
 from codepilot_operator.render.served import ServedVersion, served_versions
 from codepilot_operator.render.service import entry_service, version_service
@@ -30,6 +30,7 @@ def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dic
         objects.append(version_service(cp, item))
         objects.append(deployment(cp, item))
         if cp.spec.autoscaling.enabled:
-            objects.append(horizontal_pod_autoscaler(cp, item))
+            objects.append(autoscaler(cp, item))
     objects.append(pod_disruption_budget(cp))
+    objects.extend(monitoring_objects(cp, versions))
     return objects

@@ -55,7 +55,10 @@ def fetch_init_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]
         "args": fetch_args(cp, served),
         "env": fetch_env(cp),
         "volumeMounts": [{"name": "model-repository", "mountPath": "/models"}],
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "512Mi"},
+            "limits": {"cpu": "2", "memory": "1Gi"},
+        },
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

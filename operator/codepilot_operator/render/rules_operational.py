@@ -1,0 +1,183 @@
+"""Operational alerts: the CodePilot cannot serve, cannot grow, or its rollouts and weights fail.
+
+Metrics read:
+- kube-state-metrics: ``kube_deployment_status_replicas_available``, ``kube_deployment_spec_replicas``,
+  ``kube_deployment_created``, ``kube_horizontalpodautoscaler_status_current_replicas``,
+  ``kube_horizontalpodautoscaler_spec_max_replicas``, ``kube_pod_init_container_status_restarts_total``;
+- the operator's own metrics (labels ``namespace``, ``codepilot`` and, where a version is concerned,
+  ``version``; scraped with honorLabels so ``namespace`` is the CodePilot's): ``ROLLBACKS``,
+  ``WEIGHT_FETCH_FAILURES``, ``SNAPSHOT_FAILURES`` below.
+
+kube-state-metrics knows Deployments and HPAs by name only, so these rules name the children of the
+versions served right now; the operator re-renders them whenever the served versions change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.api.fields import parse_duration
+from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.render.fetcher import fetch_init_container
+from codepilot_operator.render.hpa import hpa_name
+from codepilot_operator.render.rules_common import (
+    CODEPILOT,
+    NAMESPACE,
+    NAMESPACE_T,
+    VERSION,
+    alert_rule,
+    alternation,
+    by,
+    prom_duration,
+    selector,
+)
+from codepilot_operator.render.served import ServedVersion
+
+# Counters the operator exposes; the rules below are their contract.
+ROLLBACKS = "codepilot_rollout_rollbacks_total"
+WEIGHT_FETCH_FAILURES = "codepilot_weight_fetch_failures_total"
+SNAPSHOT_FAILURES = "codepilot_snapshot_failures_total"
+
+NO_READY_REPLICA_ALERT = "CodePilotNoReadyReplica"
+AUTOSCALER_MAXED_ALERT = "CodePilotAutoscalerAtMaxReplicas"
+ROLLED_BACK_ALERT = "CodePilotCanaryRolledBack"
+WEIGHT_FETCH_ALERT = "CodePilotWeightFetchFailing"
+SNAPSHOT_ALERT = "CodePilotSnapshotFailing"
+
+_DEPLOYMENT_LEVEL = (NAMESPACE, "deployment")
+_HPA_LEVEL = (NAMESPACE, "horizontalpodautoscaler")
+
+
+def _ksm(cp: CodePilot, metric: str, label: str, names: list[str], level: tuple[str, ...]) -> str:
+    sel = f'{{{NAMESPACE}="{cp.metadata.namespace}", {label}=~"{alternation(names)}"}}'
+    return f"max by ({by(level)}) ({metric}{sel})"
+
+
+def counter_increased(metric: str, sel: str, window: str, labels: tuple[str, ...]) -> str:
+    """True while ``metric`` grew within ``window``, including a series that was born already above 0.
+
+    ``increase`` needs two samples, so a counter the operator creates at its first failure would
+    otherwise never fire.
+    """
+    return (
+        f"sum by ({by(labels)}) (increase({metric}{sel}[{window}])) > 0\n"
+        f"or\nsum by ({by(labels)}) ({metric}{sel} unless {metric}{sel} offset {window}) > 0"
+    )
+
+
+def no_ready_replica_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    names = [deployment_name(cp, s.version) for s in served]
+    startup = prom_duration(parse_duration(cp.spec.runtime.startup_timeout))
+    available = _ksm(cp, "kube_deployment_status_replicas_available", "deployment", names, _DEPLOYMENT_LEVEL)
+    wanted = _ksm(cp, "kube_deployment_spec_replicas", "deployment", names, _DEPLOYMENT_LEVEL)
+    created = _ksm(cp, "kube_deployment_created", "deployment", names, _DEPLOYMENT_LEVEL)
+    expr = (
+        f"({available} < 1\nand on ({by(_DEPLOYMENT_LEVEL)})\n{wanted} > 0)\n"
+        f"unless on ({by(_DEPLOYMENT_LEVEL)})\n"
+        f"{created} > time() - {int(parse_duration(cp.spec.runtime.startup_timeout))}"
+    )
+    return alert_rule(
+        cp,
+        NO_READY_REPLICA_ALERT,
+        expr,
+        "critical",
+        summary=f"CodePilot {cp.metadata.name}: Deployment {{{{ $labels.deployment }}}} has no ready replica",
+        description=(
+            "Deployment {{ $labels.deployment }} in namespace {{ $labels.namespace }} has had no available "
+            f"replica for 5 minutes although it is older than its startup timeout ({startup}); that model "
+            "version serves nothing (kube_deployment_status_replicas_available)."
+        ),
+        for_="5m",
+    )
+
+
+def autoscaler_maxed_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    names = [hpa_name(cp, s.version) for s in served]
+    current = _ksm(
+        cp,
+        "kube_horizontalpodautoscaler_status_current_replicas",
+        "horizontalpodautoscaler",
+        names,
+        _HPA_LEVEL,
+    )
+    maximum = _ksm(
+        cp, "kube_horizontalpodautoscaler_spec_max_replicas", "horizontalpodautoscaler", names, _HPA_LEVEL
+    )
+    return alert_rule(
+        cp,
+        AUTOSCALER_MAXED_ALERT,
+        f"{current}\n>=\n{maximum}",
+        "warning",
+        summary=f"CodePilot {cp.metadata.name}: autoscaler {{{{ $labels.horizontalpodautoscaler }}}} is "
+        "pinned at maxReplicas",
+        description=(
+            "HorizontalPodAutoscaler {{ $labels.horizontalpodautoscaler }} has run at maxReplicas "
+            f"({cp.spec.autoscaling.max_replicas}) for 15 minutes: demand exceeds what it may add; raise "
+            "spec.autoscaling.maxReplicas or add GPU capacity "
+            "(kube_horizontalpodautoscaler_status_current_replicas)."
+        ),
+        for_="15m",
+    )
+
+
+def rolled_back_alert(cp: CodePilot) -> dict[str, Any]:
+    return alert_rule(
+        cp,
+        ROLLED_BACK_ALERT,
+        counter_increased(ROLLBACKS, selector(cp), "30m", (NAMESPACE, CODEPILOT, VERSION)),
+        "warning",
+        summary=f"CodePilot {cp.metadata.name}: canary {{{{ $labels.version }}}} was rolled back",
+        description=(
+            "The rollout of model version {{ $labels.version }} in namespace {{ $labels.namespace }} failed "
+            f"its analysis and was rolled back in the last 30 minutes ({ROLLBACKS}); see the CodePilot's "
+            "RolledBack condition and events."
+        ),
+    )
+
+
+def weight_fetch_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    deployments = alternation([deployment_name(cp, s.version) for s in served])
+    container = fetch_init_container(cp, served[0])["name"]
+    restarts = (
+        f'kube_pod_init_container_status_restarts_total{{{NAMESPACE}="{cp.metadata.namespace}", '
+        f'container="{container}", pod=~"({deployments})-[a-z0-9]+-[a-z0-9]+"}}'
+    )
+    expr = (
+        counter_increased(WEIGHT_FETCH_FAILURES, selector(cp), "15m", (NAMESPACE, CODEPILOT, VERSION))
+        + f"\nor\nsum by ({NAMESPACE}, pod) (increase({restarts}[15m])) > 0"
+    )
+    return alert_rule(
+        cp,
+        WEIGHT_FETCH_ALERT,
+        expr,
+        "warning",
+        summary=f"CodePilot {cp.metadata.name}: fetching model weights fails",
+        description=(
+            f"Pods of CodePilot {cp.metadata.name} in namespace {NAMESPACE_T} failed to fetch or "
+            f"verify model weights in the last 15 minutes ({WEIGHT_FETCH_FAILURES}, or restarts of the "
+            f"{container} init container); new replicas cannot start. Check the S3 endpoint and credentials."
+        ),
+    )
+
+
+def snapshot_alert(cp: CodePilot) -> dict[str, Any]:
+    return alert_rule(
+        cp,
+        SNAPSHOT_ALERT,
+        counter_increased(SNAPSHOT_FAILURES, selector(cp), "30m", (NAMESPACE, CODEPILOT)),
+        "warning",
+        summary=f"CodePilot {cp.metadata.name}: weight snapshots fail",
+        description=(
+            f"The operator failed to snapshot model weights for CodePilot {cp.metadata.name} in the last 30 "
+            f"minutes ({SNAPSHOT_FAILURES}); rollouts wait for a snapshot (see the SnapshotFailed condition)."
+        ),
+    )
+
+
+def operational_group(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    rules = [no_ready_replica_alert(cp, served)]
+    if cp.spec.autoscaling.enabled:
+        rules.append(autoscaler_maxed_alert(cp, served))
+    rules += [rolled_back_alert(cp), weight_fetch_alert(cp, served), snapshot_alert(cp)]
+    return {"name": f"codepilot.{cp.metadata.name}.operational", "rules": rules}
