@@ -8,6 +8,7 @@ Kubernetes objects. The ``custom.metrics.k8s.io`` name of each metric is signals
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import yaml
@@ -35,6 +36,12 @@ def adapter_rules() -> list[dict[str, Any]]:
     return [adapter_rule(s.series, s.metric) for s in SIGNALS.values() if s.from_prometheus]
 
 
+@cache
+def adapter_rules_text() -> str:
+    """The same for every CodePilot, so it is serialised once (YAML emission dominated render time)."""
+    return yaml.safe_dump({"rules": adapter_rules()}, sort_keys=False)
+
+
 def adapter_config_map(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -44,5 +51,5 @@ def adapter_config_map(cp: CodePilot) -> dict[str, Any]:
             "namespace": cp.metadata.namespace,
             "labels": common_labels(cp, ADAPTER_COMPONENT),
         },
-        "data": {RULES_KEY: yaml.safe_dump({"rules": adapter_rules()}, sort_keys=False)},
+        "data": {RULES_KEY: adapter_rules_text()},
     }

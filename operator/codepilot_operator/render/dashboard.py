@@ -111,5 +111,6 @@ def dashboard_config_map(cp: CodePilot) -> dict[str, Any]:
             "namespace": cp.metadata.namespace,
             "labels": {**common_labels(cp, DASHBOARD_COMPONENT), DASHBOARD_LABEL: "1"},
         },
-        "data": {f"{name}.json": json.dumps(dashboard(cp), indent=2, sort_keys=True)},
+        # Compact JSON: the C encoder is ~10x faster than indent=2 and Grafana does not care.
+        "data": {f"{name}.json": json.dumps(dashboard(cp), sort_keys=True, separators=(",", ":"))},
     }
