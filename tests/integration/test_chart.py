@@ -459,6 +459,8 @@ def test_servicemonitor_is_optional_and_selects_the_metrics_service(render_chart
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "metrics"
     assert endpoint["interval"] == "15s"
+    # per-CodePilot operator metrics keep their own namespace label (the CodePilot alert rules select on it)
+    assert endpoint["honorLabels"] is True
     pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
