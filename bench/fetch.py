@@ -1,0 +1,165 @@
+"""Fetch throughput of a multi-file snapshot: ``codepilot fetch`` vs a plain sequential minio download.
+
+Starts a real SeaweedFS (the test fixture's), writes a model of a few large and many small files
+(>= 1 GiB by default), snapshots it the way the operator does, then downloads the same files in one run
+with both methods, alternating, each into an empty directory, after one untimed warm-up read:
+- baseline: ``Minio.fget_object`` for each file, one after another, no verification;
+- fetcher: ``Fetcher`` (parallel ranged GETs, sha256 of every byte verified, staged and renamed).
+
+    python3 bench/fetch.py [--large 4 --large-mib 240 --small 400 --small-kib 160] [--rounds 3]
+                           [--workers 8 --chunk-mib 16]
+
+Prints MB/s (10^6 bytes per second) of both per round, the median, and fetcher/baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from minio import Minio
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture module lives in tests/
+
+from tests.fixtures.s3 import codepilot_doc, minio_client, running_seaweedfs
+
+from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.snapshots.fetcher import Fetcher, FetchPlan, plan_snapshot
+from codepilot_operator.snapshots.service import Credentials, ensure_snapshot, store_for
+
+
+def generate(client: Minio, bucket: str, prefix: str, args: argparse.Namespace) -> int:
+    """Random (incompressible) files; returns the total size."""
+    total = 0
+    sizes = [
+        (f"model-{i:05d}-of-{args.large:05d}.safetensors", args.large_mib << 20) for i in range(args.large)
+    ]
+    sizes += [(f"tokenizer/shard-{i:04d}.json", args.small_kib << 10) for i in range(args.small)]
+    block = os.urandom(8 << 20)
+    for n, (name, size) in enumerate(sizes):
+        # distinct content per file: a per-file header in front of a rotated random block
+        data = bytearray(f"{name}\n".encode())
+        offset = (n * 7919) % len(block)
+        while len(data) < size:
+            data += block[offset:] + block[:offset]
+        payload = bytes(data[:size])
+        client.put_object(bucket, f"{prefix}/{name}", io.BytesIO(payload), size, part_size=64 << 20)
+        total += size
+    return total
+
+
+def baseline(client: Minio, bucket: str, items: list[tuple[str, str]], dest: Path) -> None:
+    for path, key in items:
+        client.fget_object(bucket, key, str(dest / path))
+
+
+def compare(
+    client: Minio,
+    fetch_client: Minio,
+    plan: FetchPlan,
+    work: Path,
+    args: argparse.Namespace,
+    rounds: int,
+    label: str,
+) -> tuple[float, float]:
+    """Alternate the two methods ``rounds`` times into empty directories; median MB/s of each."""
+    total = plan.total_bytes
+    items = [(item.path, item.key) for item in plan.items]
+    rates: dict[str, list[float]] = {"baseline": [], "fetcher": []}
+    for round_no in range(rounds):
+        order = ["baseline", "fetcher"] if round_no % 2 == 0 else ["fetcher", "baseline"]
+        for method in order:
+            dest = work / method / "1"
+            shutil.rmtree(work / method, ignore_errors=True)
+            dest.parent.mkdir(parents=True)
+            started = time.monotonic()
+            if method == "baseline":
+                dest.mkdir()
+                baseline(client, plan.bucket, items, dest)
+            else:
+                fetcher = Fetcher(
+                    fetch_client, workers=args.workers, chunk_size=args.chunk_mib << 20, progress=False
+                )
+                result = fetcher.fetch(plan, dest)
+                assert result.downloaded_bytes == total
+            seconds = time.monotonic() - started
+            rates[method].append(total / seconds / 1e6)
+            print(
+                f"{label}, round {round_no + 1}: {method:8s} {rates[method][-1]:7.1f} MB/s ({seconds:.2f}s)"
+            )
+            shutil.rmtree(work / method, ignore_errors=True)
+    return statistics.median(rates["baseline"]), statistics.median(rates["fetcher"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--large", type=int, default=4)
+    parser.add_argument("--large-mib", type=int, default=240)
+    parser.add_argument("--small", type=int, default=400)
+    parser.add_argument("--small-kib", type=int, default=160)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--chunk-mib", type=int, default=16)
+    args = parser.parse_args()
+
+    for server in running_seaweedfs("codepilot-bench-"):
+        client = minio_client(server)
+        client.make_bucket("bench")
+        started = time.monotonic()
+        total = generate(client, "bench", "coder/v1", args)
+        upload_s = time.monotonic() - started
+        print(
+            f"model: {args.large} x {args.large_mib} MiB + {args.small} x {args.small_kib} KiB "
+            f"= {total / 2**30:.2f} GiB in {args.large + args.small} files (uploaded in {upload_s:.0f}s)"
+        )
+
+        cp = parse_codepilot(codepilot_doc("bench", "coder/v1", server.endpoint))
+        store = store_for(cp, Credentials(server.access_key, server.secret_key))
+        started = time.monotonic()
+        ref = ensure_snapshot(store, cp, now=datetime.now(UTC))
+        create_s = time.monotonic() - started
+        print(
+            f"snapshot create (hash every byte + server-side copy): {total / create_s / 1e6:.0f} MB/s, "
+            f"{create_s:.1f}s, id {ref.id[:16]}"
+        )
+
+        plan = plan_snapshot(store.client, store.location, ref.id)
+        work = Path(tempfile.mkdtemp(prefix="codepilot-bench-fetch-"))
+        try:
+            # One untimed read of everything first: whichever method ran first would otherwise pay for
+            # the server's cold caches and the upload's dirty pages still being written back.
+            warm = work / "warm"
+            warm.mkdir()
+            baseline(client, plan.bucket, [(f"{n}", item.key) for n, item in enumerate(plan.items)], warm)
+            shutil.rmtree(warm)
+            base, ours = compare(client, store.client, plan, work, args, args.rounds, "all files")
+            large = FetchPlan(plan.bucket, "large", tuple(i for i in plan.items if i.size >= 1 << 20))
+            small = FetchPlan(plan.bucket, "small", tuple(i for i in plan.items if i.size < 1 << 20))
+            breakdown = [
+                compare(client, store.client, part, work, args, 1, name)
+                for part, name in ((large, "large files only"), (small, "small files only"))
+                if part.items
+            ]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"median: baseline (sequential fget_object, no verification) {base:.1f} MB/s")
+        print(
+            f"median: codepilot fetch (workers={args.workers}, chunk={args.chunk_mib} MiB, sha256 verified) "
+            f"{ours:.1f} MB/s"
+        )
+        print(f"ratio: {ours / base:.2f}x (goal >= 2x), on {os.cpu_count()} CPUs shared with the S3 server")
+        for (b, o), name in zip(breakdown, ("large files only", "small files only"), strict=False):
+            print(f"  {name}: baseline {b:.1f} MB/s, fetcher {o:.1f} MB/s, ratio {o / b:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""``codepilot fetch`` (the init container's entrypoint) and ``codepilot snapshot create|list|verify|gc``.
+
+Exit codes: 0 done; 2 invalid input; 3 checksum mismatch; 4 bucket/object/snapshot missing;
+5 access denied; 6 endpoint unreachable; 7 source changed while snapshotting; 8 local disk error.
+Every failure is one line on stderr; tables go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codepilot_operator.api import CodePilot
+    from codepilot_operator.snapshots.store import SnapshotStore
+
+EXIT_INVALID = 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """SnapshotError -> one line and its exit code; bad settings -> the CLI's usage error (exit 2)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from codepilot_operator.cli import UsageError
+        from codepilot_operator.snapshots.errors import EXIT_CODES, FailureReason, SnapshotError
+
+        try:
+            return handler(args)
+        except SnapshotError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except (ValueError, UsageError) as exc:  # printed here: works under `python -m` too
+            for line in getattr(exc, "problems", None) or [str(exc)]:
+                print(f"error: {line}", file=sys.stderr)
+            return EXIT_INVALID
+        except OSError as exc:
+            print(f"error: {FailureReason.LOCAL_IO}: {exc}", file=sys.stderr)
+            return EXIT_CODES[FailureReason.LOCAL_IO]
+
+    return run
+
+
+# -- fetch -----------------------------------------------------------------------------------------
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from codepilot_operator.clients.s3 import S3Settings, make_client
+    from codepilot_operator.snapshots.fetcher import Fetcher, plan_snapshot, plan_source
+    from codepilot_operator.snapshots.manifest import parse_s3_uri, parse_snapshot_uri
+    from codepilot_operator.snapshots.progress import human_bytes
+
+    settings = S3Settings.from_env(endpoint=args.endpoint, region=args.region)
+    settings = S3Settings(**{**settings.__dict__, "max_connections": max(args.workers * 2, 10)})
+    client = make_client(settings)
+    if args.snapshot:
+        location, snapshot_id = parse_snapshot_uri(args.snapshot)
+        plan = plan_snapshot(client, location, snapshot_id)
+        what = f"snapshot {snapshot_id}"
+    else:
+        bucket, prefix = parse_s3_uri(args.source)
+        plan = plan_source(client, bucket, prefix)
+        what = f"{args.source} (no snapshot yet: sizes checked, digests not)"
+    fetcher = Fetcher(
+        client,
+        workers=args.workers,
+        chunk_size=args.chunk_size * 1024 * 1024,
+        progress=not args.no_progress,
+        verify_local=args.verify_local,
+    )
+    result = fetcher.fetch(plan, Path(args.dest))
+    rate = result.downloaded_bytes / result.seconds if result.seconds > 0 else 0.0
+    print(
+        f"fetched {what} into {result.dest}: {human_bytes(result.downloaded_bytes)} downloaded "
+        f"({result.files_downloaded} files), {human_bytes(result.reused_bytes)} already present "
+        f"({result.files_reused} files), {result.seconds:.1f}s, {human_bytes(rate)}/s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# -- snapshot ----------------------------------------------------------------------------------------
+
+
+def _codepilot(args: argparse.Namespace) -> CodePilot:
+    from codepilot_operator.cli import UsageError, _load
+
+    codepilots = _load([args.file])
+    if len(codepilots) != 1:
+        raise UsageError(f"{args.file}: expected one CodePilot, found {len(codepilots)}")
+    cp: CodePilot = codepilots[0]
+    return cp
+
+
+def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
+    import os
+
+    from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV
+    from codepilot_operator.snapshots.service import Credentials, store_for
+
+    access, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
+    if bool(access) != bool(secret):
+        raise ValueError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither for anonymous access")
+    credentials = Credentials(access, secret) if access and secret else None
+    return store_for(cp, credentials, endpoint=args.endpoint, progress=not args.no_progress)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
+
+
+def _age(now: datetime, then: datetime) -> str:
+    seconds = max(int((now - then).total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    if not getattr(args, "now", None):
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(args.now)
+    except ValueError:
+        raise ValueError(f"--now: not an ISO 8601 time: {args.now!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_snapshot_create(args: argparse.Namespace) -> int:
+    from codepilot_operator.snapshots.progress import human_bytes
+    from codepilot_operator.snapshots.service import ensure_snapshot
+
+    cp = _codepilot(args)
+    ref = ensure_snapshot(_store(args, cp), cp, cp.spec.model.version, now=_now(args))
+    state = "existing" if ref.reused else "created"
+    sys.stdout.write(
+        _table(
+            [
+                ["ID", "VERSION", "SIZE", "FILES", "STATE"],
+                [ref.id, ref.version, human_bytes(ref.size_bytes), str(ref.file_count), state],
+            ]
+        )
+    )
+    return 0
+
+
+def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    from codepilot_operator.snapshots.progress import human_bytes
+    from codepilot_operator.snapshots.service import pinned_snapshots
+
+    cp = _codepilot(args)
+    now = _now(args)
+    pins = pinned_snapshots(cp)
+    rows = [["ID", "CREATED", "AGE", "SIZE", "FILES", "VERSIONS", "PINNED"]]
+    for info in _store(args, cp).list_snapshots():
+        rows.append(
+            [
+                info.id,
+                info.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                _age(now, info.created),
+                human_bytes(info.size_bytes),
+                str(info.file_count),
+                ",".join(info.versions) or "-",
+                "yes" if info.id in pins else "",
+            ]
+        )
+    sys.stdout.write(_table(rows))
+    return 0
+
+
+def cmd_snapshot_verify(args: argparse.Namespace) -> int:
+    from codepilot_operator.snapshots.errors import SnapshotError
+    from codepilot_operator.snapshots.progress import human_bytes
+
+    cp = _codepilot(args)
+    store = _store(args, cp)
+    ids = args.ids or [info.id for info in store.list_snapshots()]
+    rows, first_error = [["ID", "RESULT", "SIZE", "FILES"]], None
+    for snapshot_id in ids:
+        try:
+            manifest = store.verify(snapshot_id, deep=not args.quick)
+            result = "ok (sizes)" if args.quick else "ok"
+            rows.append([snapshot_id, result, human_bytes(manifest.size_bytes), str(len(manifest.files))])
+        except SnapshotError as exc:
+            rows.append([snapshot_id, str(exc.reason), "-", "-"])
+            print(f"error: {snapshot_id}: {exc}", file=sys.stderr)
+            first_error = first_error or exc
+    sys.stdout.write(_table(rows))
+    return first_error.exit_code if first_error else 0
+
+
+def cmd_snapshot_gc(args: argparse.Namespace) -> int:
+    from codepilot_operator.api.fields import parse_duration
+    from codepilot_operator.snapshots.progress import human_bytes
+    from codepilot_operator.snapshots.retention import RetentionPolicy
+    from codepilot_operator.snapshots.service import pinned_snapshots, retention_policy
+
+    cp = _codepilot(args)
+    policy = retention_policy(cp)
+    if args.keep is not None:
+        policy = RetentionPolicy(args.keep, policy.max_age)
+    if args.max_age is not None:
+        policy = RetentionPolicy(policy.keep_last, timedelta(seconds=parse_duration(args.max_age)))
+    result = _store(args, cp).gc(
+        pinned_snapshots(cp) | set(args.pin), policy, _now(args), dry_run=args.dry_run
+    )
+    rows = [["ID", "ACTION", "WHY"]]
+    rows += [[i, "keep", ", ".join(why)] for i, why in result.kept.items()]
+    verb = "would delete" if args.dry_run else "deleted"
+    rows += [[i, verb, "not pinned, not among the newest, older than maxAge"] for i in result.deleted]
+    sys.stdout.write(_table(rows))
+    if not args.dry_run:
+        print(
+            f"gc: {len(result.deleted)} snapshots and {result.blobs_deleted} unreferenced blobs deleted "
+            f"({human_bytes(result.bytes_freed)} freed)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "fetch",
+        help="download and verify a weight snapshot into a directory (the init container's entrypoint)",
+        description="Reads S3_ENDPOINT, S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+        "S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT from the environment; https:// endpoints use TLS.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--snapshot", metavar="URI", help="s3://bucket/<prefix>/<snapshot id>")
+    source.add_argument("--source", metavar="URI", help="s3://bucket/prefix (unverified)")
+    p.add_argument("--dest", required=True, metavar="DIR", help="directory that receives the files")
+    p.add_argument("--endpoint", help="S3 endpoint URL (default: $S3_ENDPOINT)")
+    p.add_argument("--region", help="S3 region (default: $S3_REGION)")
+    p.add_argument("--workers", type=_positive_int, default=8, help="parallel GETs (default 8)")
+    p.add_argument("--chunk-size", type=_positive_int, default=16, metavar="MIB", help="ranged GET size (16)")
+    p.add_argument("--verify-local", action="store_true", help="re-hash files already on disk too")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=_guarded(cmd_fetch))
+
+    snap = subparsers.add_parser("snapshot", help="create, list, verify and garbage-collect weight snapshots")
+    ssub = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("file", metavar="FILE", help="CodePilot manifest; - for stdin")
+        parser.add_argument("--endpoint", help="S3 endpoint URL overriding spec.model.source.endpoint")
+        parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+
+    p = ssub.add_parser("create", help="snapshot spec.model.source as spec.model.version (idempotent)")
+    common(p)
+    p.set_defaults(handler=_guarded(cmd_snapshot_create))
+
+    p = ssub.add_parser("list", help="table of the CodePilot's snapshots, newest first")
+    common(p)
+    p.add_argument("--now", help=argparse.SUPPRESS)
+    p.set_defaults(handler=_guarded(cmd_snapshot_list))
+
+    p = ssub.add_parser("verify", help="re-hash snapshots in S3 (all, or the IDs given)")
+    common(p)
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--quick", action="store_true", help="check presence and sizes only")
+    p.set_defaults(handler=_guarded(cmd_snapshot_verify))
+
+    p = ssub.add_parser("gc", help="delete snapshots outside retention (pinned ones never)")
+    common(p)
+    p.add_argument("--pin", action="append", default=[], metavar="ID", help="also keep this snapshot")
+    p.add_argument("--keep", type=int, help="override spec.model.source.retention.keep")
+    p.add_argument("--max-age", help="override spec.model.source.retention.maxAge, e.g. 7d")
+    p.add_argument("--dry-run", action="store_true", help="print the decision, delete nothing")
+    p.add_argument("--now", help="evaluate retention at this ISO 8601 time instead of the clock")
+    p.set_defaults(handler=_guarded(cmd_snapshot_gc))

@@ -1,0 +1,144 @@
+"""Pure parts of the snapshot service: conditions, retention settings, S3 settings from env, progress."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.api.status import Condition
+from codepilot_operator.clients.s3 import S3Settings
+from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
+from codepilot_operator.snapshots.progress import Progress, human_bytes
+from codepilot_operator.snapshots.retention import RetentionPolicy
+from codepilot_operator.snapshots.service import (
+    Credentials,
+    pinned_snapshots,
+    retention_policy,
+    weights_condition,
+)
+from codepilot_operator.snapshots.store import SnapshotRef
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def _cp(source: dict[str, object] | None = None, status: dict[str, object] | None = None) -> CodePilot:
+    doc: dict[str, object] = {
+        "apiVersion": "serving.codepilot.dev/v1alpha1",
+        "kind": "CodePilot",
+        "metadata": {"name": "coder"},
+        "spec": {
+            "model": {
+                "name": "coder",
+                "version": "v2",
+                "source": {"uri": "s3://models/coder", "endpoint": "http://minio:9000", **(source or {})},
+            }
+        },
+    }
+    if status:
+        doc["status"] = status
+    return parse_codepilot(doc)
+
+
+def test_verified_condition_names_the_snapshot_and_size_and_fits_the_api_type() -> None:
+    ref = SnapshotRef("f" * 64, "v2", 3 * 2**30, 7, "s3://models/x/" + "f" * 64)
+    condition = weights_condition(ref, now=NOW, generation=3)
+    assert condition == {
+        "type": "WeightsVerified",
+        "status": "True",
+        "reason": "WeightsVerified",
+        "message": f"version v2: snapshot {'f' * 64} verified (7 files, 3221225472 bytes = 3.0 GiB)",
+        "lastTransitionTime": "2026-03-04T05:06:07Z",
+        "observedGeneration": 3,
+    }
+    Condition.model_validate(condition)
+
+
+@pytest.mark.parametrize("reason", list(FailureReason))
+def test_failed_condition_carries_the_reason(reason: FailureReason) -> None:
+    condition = weights_condition(SnapshotError(reason, "s3://models/x: something"), now=NOW)
+    assert (condition["status"], condition["reason"]) == ("False", "SnapshotFailed")
+    assert condition["message"] == f"{reason}: s3://models/x: something"
+    assert "observedGeneration" not in condition
+    Condition.model_validate(condition)
+
+
+def test_retention_defaults_and_overrides_from_spec() -> None:
+    assert retention_policy(_cp()) == RetentionPolicy(5, timedelta(days=7))
+    custom = _cp({"retention": {"keep": 2, "maxAge": "36h"}})
+    assert retention_policy(custom) == RetentionPolicy(2, timedelta(hours=36))
+
+
+def test_pins_are_the_snapshots_of_both_tracks() -> None:
+    status = {
+        "stableSnapshot": {"version": "v1", "snapshotId": "a" * 64},
+        "canarySnapshot": {"version": "v2", "snapshotId": "b" * 64},
+    }
+    assert pinned_snapshots(_cp(status=status)) == {"a" * 64, "b" * 64}
+    assert pinned_snapshots(_cp()) == set()
+
+
+def test_credentials_from_secret_data() -> None:
+    data = {
+        k: base64.b64encode(v.encode()).decode()
+        for k, v in {"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"}.items()
+    }
+    assert Credentials.from_secret_data(data) == Credentials("ak", "sk")
+    with pytest.raises(SnapshotError) as excinfo:
+        Credentials.from_secret_data({"AWS_ACCESS_KEY_ID": "YWs="})
+    assert excinfo.value.reason is FailureReason.ACCESS_DENIED and "AWS_SECRET_ACCESS_KEY" in str(
+        excinfo.value
+    )
+
+
+def test_s3_settings_follow_the_usual_environment() -> None:
+    env = {
+        "S3_ENDPOINT": "https://s3.example.internal:9000",
+        "AWS_ACCESS_KEY_ID": "ak",
+        "AWS_SECRET_ACCESS_KEY": "sk",
+        "S3_REGION": "eu-west-1",
+        "S3_CONNECT_TIMEOUT": "3",
+        "S3_READ_TIMEOUT": "30",
+    }
+    settings = S3Settings.from_env(env)
+    assert (settings.secure, settings.host, settings.region) == (
+        True,
+        "s3.example.internal:9000",
+        "eu-west-1",
+    )
+    assert (settings.connect_timeout, settings.read_timeout) == (3.0, 30.0)
+    assert not S3Settings.from_env({"S3_ENDPOINT": "http://minio:9000"}).secure
+    assert S3Settings.from_env(env, endpoint="http://other:1").host == "other:1"  # flag wins over env
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "no S3 endpoint"),
+        ({"S3_ENDPOINT": "minio:9000"}, "http(s)://host"),
+        ({"S3_ENDPOINT": "http://minio:9000/bucket"}, "http(s)://host"),
+        ({"S3_ENDPOINT": "http://m", "AWS_ACCESS_KEY_ID": "ak"}, "set both"),
+        ({"S3_ENDPOINT": "http://m", "S3_READ_TIMEOUT": "soon"}, "seconds"),
+    ],
+)
+def test_s3_settings_refuse_what_would_fail_later(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as excinfo:
+        S3Settings.from_env(env)
+    assert message in str(excinfo.value)
+
+
+def test_progress_lines_in_a_log_are_whole_lines() -> None:
+    stream = io.StringIO()
+    progress = Progress("fetch", 4 * 2**20, 2, stream=stream, interval=0)
+    progress.add(2**20)
+    progress.file_done()
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert (
+        lines[-1].startswith("fetch: 1.0 MiB / 4.0 MiB (25%), 1/2 files, ") and "\r" not in stream.getvalue()
+    )
+    assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB"
