@@ -1,0 +1,137 @@
+"""Benchmark: N CodePilots (default 500) reconciled by a real `codepilot run` against the API emulator.
+
+Prints: time until every CodePilot is Reconciled, API requests per CodePilot by verb, writes on create
+per CodePilot against the number of children, writes and reads during one idle drift resync, and the
+operator's RSS. Goals (issue 3): writes on create <= children + 2, zero writes when idle, RSS < 200 MB.
+
+    python3 bench/reconcile.py [--count 500] [--drift-interval 60] [--progress-interval 15]
+
+Not a test: figures depend on the machine; the emulator runs in this process, the operator in its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.e2e.conftest import Api, Operator  # noqa: E402
+from tests.fixtures.kube import EmulatorThread  # noqa: E402
+from tests.helpers import manifest  # noqa: E402
+
+from codepilot_operator.loader import parse_codepilot  # noqa: E402
+from codepilot_operator.render import render  # noqa: E402
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) in MB from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def reconciled_count(emulator: EmulatorThread) -> int:
+    def count(e: object) -> int:
+        done = 0
+        for obj in e.live("codepilots").values():  # type: ignore[attr-defined]
+            for condition in obj.get("status", {}).get("conditions", []):
+                if condition["type"] == "Reconciled" and condition["status"] == "True":
+                    done += 1
+        return done
+
+    return emulator.call(count)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument(
+        "--namespaces", type=int, default=10, help="spread CodePilots over this many namespaces"
+    )
+    parser.add_argument("--drift-interval", type=float, default=60.0, help="the operator's default")
+    parser.add_argument("--progress-interval", type=float, default=15.0, help="the operator's default")
+    parser.add_argument("--timeout", type=float, default=900.0)
+    args = parser.parse_args()
+
+    emulator = EmulatorThread().start()
+    tmp = Path(tempfile.mkdtemp(prefix="codepilot-bench-"))
+    operator = Operator(
+        emulator.kubeconfig(tmp / "kubeconfig"),
+        tmp,
+        drift_interval=args.drift_interval,
+        progress_interval=args.progress_interval,
+    )
+    api = Api(emulator.url)
+    try:
+        operator.start()
+        assert operator.proc is not None
+        baseline = len(emulator.call(lambda e: e.calls))
+        docs = []
+        for i in range(args.count):
+            doc = manifest(
+                **{"metadata.name": f"coder-{i:04d}", "metadata.namespace": f"bench-{i % args.namespaces}"}
+            )
+            docs.append(doc)
+        children = len(render(parse_codepilot(docs[0])))
+        started = time.monotonic()
+        for doc in docs:
+            api.create("codepilots", doc)
+        created = time.monotonic() - started
+        peak_seen = 0.0
+        while (done := reconciled_count(emulator)) < args.count:
+            peak_seen = max(peak_seen, rss_mb(operator.proc.pid)[0])
+            if time.monotonic() - started > args.timeout:
+                print(f"TIMEOUT: {done}/{args.count} reconciled after {args.timeout:.0f}s", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        calls = emulator.call(lambda e: list(e.calls))[baseline:]
+        by_verb = Counter(c.verb for c in calls)
+        writes = [c for c in calls if c.write]
+        state_writes = [c for c in writes if c.resource != "events"]
+        print(f"CodePilots: {args.count} in {args.namespaces} namespaces; children per CodePilot: {children}")
+        print(f"created (admin POSTs) in {created:.1f}s; all Reconciled after {elapsed:.1f}s")
+        print("API requests per CodePilot by verb (create phase):")
+        for verb, n in sorted(by_verb.items()):
+            print(f"  {verb:7s} {n / args.count:6.2f}")
+        per_cp = len(state_writes) / args.count
+        print(
+            f"writes on create per CodePilot: {per_cp:.2f} (goal <= children + 2 = {children + 2}); "
+            f"Events: {(len(writes) - len(state_writes)) / args.count:.2f}"
+        )
+        by_resource = Counter(c.resource for c in state_writes)
+        print(
+            "  by resource:", ", ".join(f"{r} {n / args.count:.2f}" for r, n in sorted(by_resource.items()))
+        )
+        failed = Counter(c.status for c in calls if c.status >= 400)
+        print(f"failed requests: {dict(failed) or 'none'}")
+
+        # One full idle drift cycle: every CodePilot is re-read, nothing is written.
+        mark = len(emulator.call(lambda e: e.calls))
+        time.sleep(args.drift_interval * 1.5)
+        idle = emulator.call(lambda e: list(e.calls))[mark:]
+        idle_writes = [c for c in idle if c.write]
+        idle_verbs = dict(Counter(c.verb for c in idle))
+        print(
+            f"idle ({args.drift_interval * 1.5:.0f}s, nothing changed; no Deployment controller in the "
+            f"emulator, so all stay not Ready and get progress refreshes too): {len(idle)} requests "
+            f"{idle_verbs}, {len(idle) / args.count:.1f} per CodePilot, writes: {len(idle_writes)} (goal 0)"
+        )
+        rss, hwm = rss_mb(operator.proc.pid)
+        print(f"operator RSS: {rss:.0f} MB now, {max(hwm, peak_seen):.0f} MB peak (goal < 200 MB)")
+        return 0
+    finally:
+        operator.stop()
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""``codepilot run``: the operator process.
+
+kopf and lightkube are imported inside the handler so that ``codepilot render`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import socket
+from typing import Any
+
+PEERING_DEFAULT_NAME = "codepilot-operator"
+
+
+def auto_priority(identity: str) -> int:
+    """A stable priority in 1..9999 from the pod name, so replicas of one Deployment differ.
+
+    kopf pauses every operator that sees a peer with a higher *or equal* priority, so replicas need
+    distinct priorities; a StatefulSet or explicit --priority avoids the (1 in 10^4) collision.
+    """
+    return 1 + int(hashlib.sha256(identity.encode()).hexdigest(), 16) % 9999
+
+
+def _quiet_timers(record: logging.LogRecord) -> bool:
+    """Drop kopf's "Timer ... succeeded" line: one per CodePilot per resync says nothing (debug keeps it)."""
+    message = record.getMessage()
+    return not (
+        record.levelno == logging.INFO and message.startswith("Timer ") and message.endswith(" succeeded.")
+    )
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from codepilot_operator.cli import UsageError
+    from codepilot_operator.reconcile.handlers import Options, register
+
+    if args.kubeconfig:
+        if not os.path.isfile(args.kubeconfig):
+            raise UsageError(f"--kubeconfig: {args.kubeconfig}: no such file")
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it; lightkube gets the path
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per request otherwise
+    logging.getLogger("kopf.objects").addFilter(_quiet_timers)
+    options = Options(
+        kubeconfig=args.kubeconfig,
+        drift_interval=args.drift_interval,
+        progress_interval=args.progress_interval,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+    )
+    registry = kopf.OperatorRegistry()
+    register(registry, options)
+    peering: dict[str, Any]
+    if args.peering:
+        # POD_ID (downward API) is also what kopf names this replica by in the peering object.
+        identity = os.environ.get("POD_ID") or socket.gethostname()
+        priority = args.priority if args.priority is not None else auto_priority(identity)
+        logging.getLogger(__name__).info("Peering %r with priority %d", args.peering, priority)
+        peering = {"standalone": False, "peering_name": args.peering, "priority": priority}
+    else:
+        peering = {"standalone": True}
+    kopf.run(
+        registry=registry,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        memo=kopf.Memo(),
+        **peering,
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help="run the operator (reconcile CodePilots in a cluster)")
+    p.add_argument(
+        "--kubeconfig", metavar="FILE", help="default: in-cluster service account, then $KUBECONFIG"
+    )
+    p.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="watch only this namespace (repeatable; globs like team-* allowed); default: all namespaces",
+    )
+    p.add_argument(
+        "--peering",
+        nargs="?",
+        const=PEERING_DEFAULT_NAME,
+        metavar="NAME",
+        help=f"run several replicas safely: only the highest-priority one in ClusterKopfPeering NAME "
+        f"(default {PEERING_DEFAULT_NAME}) is active; without this flag the operator runs standalone",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="peering priority; default: derived from the host (pod) name so replicas differ",
+    )
+    p.add_argument(
+        "--drift-interval",
+        type=_positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="re-apply every CodePilot this often, restoring children deleted or edited by hand (default 60)",
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
+    )
+    p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz, /readyz")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="port of /metrics, /healthz, /readyz (0: off)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(handler=cmd_run)

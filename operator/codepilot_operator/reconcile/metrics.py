@@ -1,0 +1,82 @@
+"""Operator metrics and probes, served on one port: /metrics, /healthz, /readyz.
+
+The server runs on the operator's own event loop, so /healthz answering means the loop is not stuck
+(the same reasoning as kopf's --liveness). /readyz turns 200 once the Kubernetes client is connected.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILE_SECONDS = Histogram(
+    "codepilot_reconcile_duration_seconds",
+    "Time of one reconcile of a CodePilot, by what triggered it.",
+    ["trigger"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "codepilot_reconcile_errors_total",
+    "Reconciles that did not complete, by reason (InvalidSpec, Http500, Unreachable, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+OBJECTS_APPLIED = Counter(
+    "codepilot_objects_applied_total",
+    "Child objects written with server-side apply (unchanged objects are not counted).",
+    ["kind"],
+    registry=REGISTRY,
+)
+OBJECTS_PRUNED = Counter(
+    "codepilot_objects_pruned_total",
+    "Child objects deleted because the CodePilot no longer renders them.",
+    ["kind"],
+    registry=REGISTRY,
+)
+
+
+class Probes:
+    """State behind /readyz; kept in kopf's memo so handlers and the server share it."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def start_server(probes: Probes, host: str, port: int) -> web.AppRunner:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if probes.ready:
+            return web.Response(text="ready\n")
+        return web.Response(text="starting\n", status=503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner
+
+
+def kind_of(label: str) -> str:
+    """'Deployment/name' -> 'Deployment'."""
+    return label.split("/", 1)[0]
+
+
+def count_result(applied: list[str], pruned: list[str]) -> None:
+    for label in applied:
+        OBJECTS_APPLIED.labels(kind_of(label)).inc()
+    for label in pruned:
+        OBJECTS_PRUNED.labels(kind_of(label)).inc()

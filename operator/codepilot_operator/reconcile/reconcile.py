@@ -1,0 +1,168 @@
+"""One idempotent reconcile: parse -> served versions -> render -> apply (SSA) -> prune -> observe.
+
+Every trigger (create, update, resume, the drift timer) runs this same function, so there is one code
+path to test and nothing depends on which event woke the operator. It returns what it saw; the kopf
+handlers turn that into status, Events and metrics.
+
+Seam for weight snapshots (issue 4): ``prepare`` runs after the served versions are known and before
+anything is rendered or applied. A "before rollout: ensure snapshot" step is one function passed as
+``Options.prepare`` (``handlers.py``): it returns the served versions with their snapshot ids filled in,
+plus the conditions (WeightsVerified) and status fields (stableSnapshot/canarySnapshot) to write; raising
+``kopf.TemporaryError`` there stops the reconcile before any child changes (no rollout without weights).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from codepilot_operator.api import API_VERSION, KIND, CodePilot
+from codepilot_operator.clients.kube import Kind, KubeClient, unchanged, with_input_hash
+from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
+from codepilot_operator.reconcile import prune
+from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness
+from codepilot_operator.render import ServedVersion, render, served_versions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """What a ``prepare`` step decided: the versions to render, and what status should say about it."""
+
+    served: list[ServedVersion]
+    conditions: list[ConditionUpdate] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # e.g. {"stableSnapshot": {...}}
+
+
+Prepare = Callable[[CodePilot, list[ServedVersion]], Awaitable[Prepared]]
+DEPLOYMENT = Kind("apps/v1", "Deployment")
+POD = Kind("v1", "Pod")
+
+
+class InvalidSpec(Exception):
+    """The CodePilot cannot be served as written; ``problems`` name the fields."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Result:
+    codepilot: CodePilot
+    desired: int = 0
+    applied: list[str] = field(default_factory=list)  # "Kind/name" of each object written
+    pruned: list[str] = field(default_factory=list)
+    readiness: list[Readiness] = field(default_factory=list)
+    prepared: Prepared | None = None
+
+
+def plain(value: Any) -> Any:
+    """kopf hands out read-only mapping views; pydantic and comparisons want plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def parse(body: Mapping[str, Any]) -> CodePilot:
+    try:
+        return parse_codepilot(plain(body))
+    except InvalidCodePilot as exc:
+        raise InvalidSpec(exc.problems) from None
+
+
+def owner_reference(cp: CodePilot) -> dict[str, Any]:
+    """The CodePilot controls its children: garbage collection deletes them with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": cp.metadata.name,
+        "uid": cp.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def desired_objects(cp: CodePilot, served: list[ServedVersion]) -> list[dict[str, Any]]:
+    """render() output, owned by the CodePilot and stamped with its input hash."""
+    objects = []
+    for obj in render(cp, served):
+        meta = {**obj["metadata"], "ownerReferences": [owner_reference(cp)]}
+        objects.append(with_input_hash({**obj, "metadata": meta}))
+    return objects
+
+
+def _label(obj: Mapping[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+async def _observe(
+    kube: KubeClient,
+    cp: CodePilot,
+    desired: Sequence[Mapping[str, Any]],
+    live: Mapping[tuple[str, str], Mapping[str, Any]],
+) -> list[Readiness]:
+    """Readiness of every rendered Deployment; pods are read only for Deployments that are not ready."""
+    readiness = []
+    for obj in desired:
+        if Kind.of(obj) != DEPLOYMENT:
+            continue
+        current = live.get(prune.key(obj)) or obj
+        verdict = deployment_readiness(current)
+        if not verdict.ready:
+            selector = obj["spec"]["selector"]["matchLabels"]
+            pods = await kube.list(POD, cp.metadata.namespace, selector)
+            verdict = deployment_readiness(current, pods)
+        readiness.append(verdict)
+    return readiness
+
+
+async def reconcile(body: Mapping[str, Any], kube: KubeClient, *, prepare: Prepare | None = None) -> Result:
+    """Make the cluster match the CodePilot ``body``; raises InvalidSpec before touching anything."""
+    cp = parse(body)
+    if not cp.metadata.uid:
+        raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
+    served = served_versions(cp)
+    prepared = await prepare(cp, served) if prepare is not None else None
+    if prepared is not None:
+        served = prepared.served
+    desired = desired_objects(cp, served)
+    result = Result(codepilot=cp, desired=len(desired), prepared=prepared)
+
+    namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
+    kinds = prune.kinds_to_list(desired)
+    listed = await asyncio.gather(*(kube.list(kind, namespace, selector) for kind in kinds))
+    live: dict[tuple[str, str], Mapping[str, Any]] = {prune.key(o): o for objs in listed for o in objs}
+
+    for obj in desired:
+        if unchanged(live.get(prune.key(obj)), obj):
+            log.debug("%s unchanged, skipped", _label(obj))
+            continue
+        live[prune.key(obj)] = await kube.apply(obj)
+        result.applied.append(_label(obj))
+
+    for old in prune.stale(live.values(), desired, str(cp.metadata.uid)):
+        if await kube.delete(Kind.of(old), namespace, old["metadata"]["name"]):
+            result.pruned.append(_label(old))
+
+    result.readiness = await _observe(kube, cp, desired, live)
+    return result
+
+
+async def observe(body: Mapping[str, Any], kube: KubeClient) -> Result:
+    """Readiness only (one Deployment list, plus Pods when not ready): the cheap refresh while pods start.
+
+    Nothing is applied or pruned; the drift timer and change handlers do that.
+    """
+    cp = parse(body)
+    desired = desired_objects(cp, served_versions(cp))
+    live = await kube.list(DEPLOYMENT, cp.metadata.namespace, prune.child_selector(cp.metadata.name))
+    result = Result(codepilot=cp, desired=len(desired))
+    result.readiness = await _observe(kube, cp, desired, {prune.key(o): o for o in live})
+    return result

@@ -1,0 +1,275 @@
+"""What a platform team sees when `codepilot run` manages CodePilots (emulated API server over HTTP).
+
+Each test uses its own namespace, so request accounting per test is exact. The operator process is
+shared by the module; the last test kills it with SIGKILL and starts a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from codepilot_operator.clients.kube import Kind
+from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.render import render
+from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, wait_for
+from tests.helpers import manifest
+
+CHILD_RESOURCES = {
+    "configmaps",
+    "services",
+    "deployments",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "servicemonitors",
+    "prometheusrules",
+    "scaledobjects",
+}
+
+
+def new_codepilot(cluster: Cluster, namespace: str, **overrides: Any) -> dict[str, Any]:
+    doc = manifest(**{"metadata.namespace": namespace, **overrides})
+    cluster.api.create("codepilots", doc)
+    return doc
+
+
+def expected_children(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    """(plural, name) of every object `codepilot render` prints for this manifest."""
+    return {(Kind.of(o).plural, o["metadata"]["name"]) for o in render(parse_codepilot(doc))}
+
+
+def live_children(cluster: Cluster, namespace: str) -> set[tuple[str, str]]:
+    return {
+        (plural, o["metadata"]["name"])
+        for plural in CHILD_RESOURCES
+        for o in cluster.api.list(plural, namespace)
+    }
+
+
+def reconciled(cluster: Cluster, namespace: str, generation: int = 1) -> bool:
+    condition = cluster.condition(namespace, "Reconciled")
+    return bool(
+        condition
+        and condition["status"] == "True"
+        and cluster.codepilot(namespace).get("status", {}).get("observedGeneration") == generation
+    )
+
+
+def quiet_period(cluster: Cluster) -> None:
+    """Long enough for at least two drift resyncs of every CodePilot."""
+    time.sleep(DRIFT_INTERVAL * 2.5)
+
+
+def test_create_applies_each_child_once_and_idle_resyncs_write_nothing(cluster: Cluster) -> None:
+    ns = "e2e-create"
+    doc = new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+
+    expected = expected_children(doc)
+    assert live_children(cluster, ns) == expected
+    child_writes = Counter((c.resource, c.name) for c in cluster.writes(ns) if c.resource in CHILD_RESOURCES)
+    assert child_writes == dict.fromkeys(expected, 1), "each child is written exactly once"
+    cp_writes = [c for c in cluster.writes(ns) if c.resource.startswith("codepilots")]
+    assert len(cp_writes) <= 2, f"only kopf's bookkeeping and the status: {cp_writes}"
+    cp = cluster.codepilot(ns)
+    assert not cp["metadata"].get("finalizers"), "no finalizer: deleting a CodePilot never needs the operator"
+    for plural, name in expected:
+        owner = cluster.api.get(plural, ns, name)["metadata"]["ownerReferences"]
+        assert owner == [
+            {
+                "apiVersion": "serving.codepilot.dev/v1alpha1",
+                "kind": "CodePilot",
+                "name": "coder",
+                "uid": cp["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+    mark = cluster.mark()
+    quiet_period(cluster)
+    reads = cluster.calls(ns, since=mark)
+    assert reads, "the drift timer resyncs (reads)"
+    assert cluster.writes(ns, since=mark) == [], "an idle resync writes nothing"
+    assert cluster.emulator.call(lambda e: list(e.denied)) == [], "every request is covered by PERMISSIONS"
+
+
+def test_status_ready_follows_deployments_and_init_container_crash_loop(cluster: Cluster) -> None:
+    ns = "e2e-ready"
+    new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+    ready = cluster.condition(ns, "Ready")
+    assert ready is not None and ready["status"] == "False" and ready["reason"] == "DeploymentNotReady"
+
+    # The weight fetcher crash-loops in the pod (what the kubelet would report).
+    deployment = cluster.api.get("deployments", ns, "coder-v1")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "coder-v1-abc12", "namespace": ns, "labels": labels},
+        "spec": {"containers": [{"name": "triton", "image": "triton"}]},
+        "status": {
+            "initContainerStatuses": [
+                {
+                    "name": "fetch-weights",
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m0s"}},
+                    "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}},
+                }
+            ]
+        },
+    }
+    cluster.api.create("pods", pod)
+    degraded = wait_for(
+        "Degraded=InitContainerFailing",
+        lambda: (c := cluster.condition(ns, "Degraded")) and c["reason"] == "InitContainerFailing" and c,
+    )
+    assert degraded["status"] == "True"
+    assert "fetch-weights" in degraded["message"] and "CrashLoopBackOff" in degraded["message"]
+    assert cluster.condition(ns, "Ready")["reason"] == "InitContainerFailing"  # type: ignore[index]
+    wait_for(
+        "a Warning Event",
+        lambda: any(
+            e.get("reason") == "InitContainerFailing" and e.get("type") == "Warning"
+            for e in cluster.events(ns)
+        ),
+    )
+
+    # The fetcher recovers and the Deployment controller reports every replica ready.
+    cluster.api.delete("pods", ns, "coder-v1-abc12")
+    generation = deployment["metadata"]["generation"]
+    status = {"observedGeneration": generation, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
+    cluster.api.patch("deployments", ns, "coder-v1", {"status": status})
+    wait_for("Ready=True", lambda: (c := cluster.condition(ns, "Ready")) and c["status"] == "True")
+    cp_status = cluster.codepilot(ns)["status"]
+    assert cp_status["readyReplicas"] == 1 and cp_status["replicas"] == 1
+    assert cluster.condition(ns, "Degraded")["status"] == "False"  # type: ignore[index]
+    wait_for(
+        "a ReplicasReady Event", lambda: any(e.get("reason") == "ReplicasReady" for e in cluster.events(ns))
+    )
+
+
+def test_version_change_updates_children_and_prunes_the_old_version(cluster: Cluster) -> None:
+    ns = "e2e-version"
+    new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+    mark = cluster.mark()
+
+    cluster.api.patch("codepilots", ns, "coder", {"spec": {"model": {"version": "v2"}}})
+    wait_for("generation 2 reconciled", lambda: reconciled(cluster, ns, generation=2))
+
+    v2 = manifest(**{"metadata.namespace": ns, "spec.model.version": "v2"})
+    assert live_children(cluster, ns) == expected_children(v2)
+    deployments = {d["metadata"]["name"] for d in cluster.api.list("deployments", ns)}
+    assert deployments == {"coder-v2"}
+    deleted = {(c.resource, c.name) for c in cluster.writes(ns, since=mark) if c.verb == "delete"}
+    assert ("deployments", "coder-v1") in deleted and ("configmaps", "coder-v1-config") in deleted
+
+
+def test_deleted_child_is_recreated_and_hand_edit_reverted(cluster: Cluster) -> None:
+    ns = "e2e-drift"
+    new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+
+    cluster.api.delete("services", ns, "coder")
+    wait_for("the entry Service is recreated", lambda: cluster.api.get("services", ns, "coder"))
+
+    original = cluster.api.get("deployments", ns, "coder-v1")["spec"]["revisionHistoryLimit"]
+    cluster.api.patch("deployments", ns, "coder-v1", {"spec": {"revisionHistoryLimit": 42}})
+    wait_for(
+        "the hand edit is reverted",
+        lambda: cluster.api.get("deployments", ns, "coder-v1")["spec"]["revisionHistoryLimit"] == original,
+    )
+    # A field the operator does not own (another controller's annotation) is left alone.
+    cluster.api.patch(
+        "deployments", ns, "coder-v1", {"metadata": {"annotations": {"team.example/owner": "ml"}}}
+    )
+    mark = cluster.mark()
+    quiet_period(cluster)
+    assert cluster.writes(ns, since=mark) == []
+    annotations = cluster.api.get("deployments", ns, "coder-v1")["metadata"]["annotations"]
+    assert annotations["team.example/owner"] == "ml"
+
+
+def test_invalid_spec_sets_condition_and_touches_no_child(cluster: Cluster) -> None:
+    ns = "e2e-invalid"
+    new_codepilot(cluster, ns, **{"spec.runtime.gpus": 99})
+    degraded = wait_for("Degraded=InvalidSpec", lambda: cluster.condition(ns, "Degraded"))
+    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+    assert "spec.runtime.gpus" in degraded["message"]
+    assert cluster.condition(ns, "Reconciled")["reason"] == "InvalidSpec"  # type: ignore[index]
+    assert live_children(cluster, ns) == set()
+    assert [c for c in cluster.calls(ns) if c.resource in CHILD_RESOURCES and c.write] == []
+    events = wait_for(
+        "an InvalidSpec Event", lambda: [e for e in cluster.events(ns) if e.get("reason") == "InvalidSpec"]
+    )
+    assert "spec.runtime.gpus" in events[0]["message"]
+
+    mark = cluster.mark()
+    quiet_period(cluster)
+    assert cluster.writes(ns, since=mark) == [], "no retry loop: nothing is written again"
+    assert len([e for e in cluster.events(ns) if e.get("reason") == "InvalidSpec"]) == 1
+
+    cluster.api.patch("codepilots", ns, "coder", {"spec": {"runtime": {"gpus": 1}}})
+    wait_for("fixed spec reconciled", lambda: reconciled(cluster, ns, generation=2))
+    assert cluster.condition(ns, "Degraded")["status"] == "False"  # type: ignore[index]
+
+
+def test_api_errors_are_retried_and_converge_without_duplicates(cluster: Cluster) -> None:
+    ns = "e2e-faults"
+    emulator = cluster.emulator
+    emulator.call(lambda e: e.inject(500, verb="patch", resource="deployments", times=2))
+    emulator.call(lambda e: e.inject(409, verb="patch", resource="services", times=1))
+    emulator.call(lambda e: e.inject(429, verb="patch", resource="configmaps", times=1))
+    emulator.call(lambda e: e.inject(503, verb="list", resource="poddisruptionbudgets", times=1))
+    doc = new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+
+    failed = Counter(c.status for c in cluster.calls(ns) if c.status >= 400)
+    assert failed == {500: 2, 409: 1, 429: 1, 503: 1}, "every injected fault was hit"
+    expected = expected_children(doc)
+    assert live_children(cluster, ns) == expected
+    successes = Counter((c.resource, c.name) for c in cluster.writes(ns) if c.resource in CHILD_RESOURCES)
+    assert successes == dict.fromkeys(expected, 1), "exactly one successful write per child"
+    metrics = cluster.operator.metrics()
+    assert "codepilot_reconcile_duration_seconds_count" in metrics
+    assert "codepilot_objects_applied_total" in metrics
+
+
+def test_api_down_longer_than_the_retries_is_reported_and_retried_later(cluster: Cluster) -> None:
+    ns = "e2e-outage"
+    # More failures than one reconcile retries (6 attempts): the handler gives up, status says why,
+    # and kopf runs it again after its TemporaryError delay.
+    cluster.emulator.call(
+        lambda e: e.inject(503, verb="patch", resource="deployments", namespace=ns, times=6)
+    )
+    doc = new_codepilot(cluster, ns)
+    failed = wait_for(
+        "Reconciled=False/ApplyFailed",
+        lambda: (c := cluster.condition(ns, "Reconciled")) and c["reason"] == "ApplyFailed" and c,
+    )
+    assert failed["status"] == "False" and "HTTP 503" in failed["message"] and "coder-v1" in failed["message"]
+    wait_for("Reconciled=True after the outage", lambda: reconciled(cluster, ns))
+    assert live_children(cluster, ns) == expected_children(doc)
+    assert 'codepilot_reconcile_errors_total{reason="Http503"}' in cluster.operator.metrics()
+
+
+def test_restart_after_kill_does_no_duplicate_work(cluster: Cluster) -> None:
+    ns = "e2e-restart"
+    new_codepilot(cluster, ns)
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+    cluster.operator.kill()
+
+    mark = cluster.mark()
+    cluster.operator.start()
+    # The new process resumes every CodePilot (reads) and finds nothing to do.
+    wait_for(
+        "a resync after the restart",
+        lambda: any(c.resource == "deployments" for c in cluster.calls(ns, mark)),
+    )
+    quiet_period(cluster)
+    writes = [c for c in cluster.calls(since=mark) if c.write and c.resource != "events"]
+    assert writes == [], "a restarted operator with nothing changed writes nothing"
+    assert cluster.operator.http("/healthz") == 200

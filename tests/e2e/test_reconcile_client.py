@@ -1,0 +1,125 @@
+"""reconcile() and the Kubernetes client in-process, over HTTP against the emulator (no kopf)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.clients.kube import (
+    Kind,
+    KubeClient,
+    KubeUnavailable,
+    PermissionDenied,
+    RetryPolicy,
+    load_config,
+)
+from codepilot_operator.reconcile.permissions import PERMISSIONS, Permission
+from codepilot_operator.reconcile.reconcile import Prepared, reconcile
+from codepilot_operator.reconcile.status import ConditionStatus, ConditionUpdate
+from codepilot_operator.render import ServedVersion
+from tests.e2e.conftest import Api
+from tests.fixtures.kube import OPERATOR_TOKEN, EmulatorThread
+from tests.helpers import manifest
+
+T = TypeVar("T")
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+
+
+def with_client(
+    emulator: EmulatorThread,
+    tmp_path: Path,
+    fn: Callable[[KubeClient], Awaitable[T]],
+    token: str = OPERATOR_TOKEN,
+    **kwargs: Any,
+) -> T:
+    config = load_config(str(emulator.kubeconfig(tmp_path / "kubeconfig", token=token)))
+
+    async def run() -> T:
+        client = KubeClient(config, retry=FAST, **kwargs)
+        try:
+            return await fn(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def test_a_call_outside_the_permission_table_is_refused_before_it_is_sent(
+    kube_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    before = len(kube_emulator.call(lambda e: e.calls))
+    with pytest.raises(PermissionDenied, match="secrets"):
+        with_client(kube_emulator, tmp_path, lambda c: c.get(Kind("v1", "Secret"), "default", "creds"))
+    assert len(kube_emulator.call(lambda e: e.calls)) == before
+
+
+def test_persistent_server_errors_end_in_kube_unavailable(
+    kube_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    kube_emulator.call(lambda e: e.inject(503, verb="list", resource="services", times=3))
+    with pytest.raises(KubeUnavailable) as exc:
+        with_client(kube_emulator, tmp_path, lambda c: c.list(Kind("v1", "Service"), "default", {"a": "b"}))
+    assert exc.value.reason == "Http503"
+
+
+def test_a_kind_the_cluster_does_not_serve_lists_empty(kube_emulator: EmulatorThread, tmp_path: Path) -> None:
+    """No Prometheus Operator or KEDA installed: nothing of that kind exists, so nothing to prune."""
+    widgets = Permission("example.com", "widgets", frozenset({"list"}), "test")
+    items = with_client(
+        kube_emulator,
+        tmp_path,
+        lambda c: c.list(Kind("example.com/v1", "Widget"), "default", {"a": "b"}),
+        token="cluster-admin",  # the emulator's RBAC knows only the real table
+        permissions=(*PERMISSIONS, widgets),
+    )
+    assert items == []
+
+
+def test_prepare_seam_pins_snapshots_and_reports_conditions(
+    kube_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    api = Api(kube_emulator.url)
+    body = api.create("codepilots", manifest(**{"metadata.namespace": "inproc"}))
+
+    async def prepare(cp: CodePilot, served: list[ServedVersion]) -> Prepared:
+        pinned = [ServedVersion(s.version, "sha256-abc") for s in served]
+        condition = ConditionUpdate("WeightsVerified", ConditionStatus.TRUE, "WeightsVerified", "sha256-abc")
+        return Prepared(
+            pinned, [condition], {"stableSnapshot": {"version": "v1", "snapshotId": "sha256-abc"}}
+        )
+
+    result = with_client(kube_emulator, tmp_path, lambda c: reconcile(body, c, prepare=prepare))
+    assert (
+        result.prepared is not None and result.prepared.status["stableSnapshot"]["snapshotId"] == "sha256-abc"
+    )
+    deployment = api.get("deployments", "inproc", "coder-v1")
+    fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert any("sha256-abc" in arg for arg in fetch["args"]), "pods read the pinned snapshot"
+
+    again = with_client(kube_emulator, tmp_path, lambda c: reconcile(body, c, prepare=prepare))
+    assert again.applied == [] and again.pruned == [], "a second reconcile writes nothing"
+
+
+def test_applying_a_kind_the_cluster_does_not_serve_says_so(
+    kube_emulator: EmulatorThread, tmp_path: Path
+) -> None:
+    widgets = Permission("example.com", "widgets", frozenset({"patch", "create"}), "test")
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "default"},
+    }
+    with pytest.raises(KubeUnavailable) as exc:
+        with_client(
+            kube_emulator,
+            tmp_path,
+            lambda c: c.apply(widget),
+            token="cluster-admin",
+            permissions=(*PERMISSIONS, widgets),
+        )
+    assert exc.value.reason == "KindNotServed" and "widgets.example.com" in str(exc.value)
