@@ -21,7 +21,13 @@ BASE: dict[str, Any] = {
     "apiVersion": "serving.codepilot.dev/v1alpha1",
     "kind": "CodePilot",
     "metadata": {"name": "coder", "namespace": "bench"},
-    "spec": {"model": {"name": "m", "version": "v1", "source": {"uri": "s3://models/m", "endpoint": "http://s3:9000"}}},
+    "spec": {
+        "model": {
+            "name": "m",
+            "version": "v1",
+            "source": {"uri": "s3://models/m", "endpoint": "http://s3:9000"},
+        }
+    },
 }
 
 
@@ -48,7 +54,9 @@ def varied_specs(count: int, seed: int = 7) -> list[dict[str, Any]]:
             "maxReplicas": minimum + rng.randint(0, 6),
             "signal": rng.choice(["queueTime", "inflightRequests", "gpuUtilization", "cpu"]),
         }
-        spec["rollout"] = {"steps": [{"weight": w, "pause": "5m"} for w in sorted(rng.sample(range(1, 100), 3))]}
+        spec["rollout"] = {
+            "steps": [{"weight": w, "pause": "5m"} for w in sorted(rng.sample(range(1, 100), 3))]
+        }
         if rng.random() < 0.5:
             spec["alerts"] = {"slo": {"objective": 99.9}, "latency": {"threshold": "1500ms"}}
         docs.append(doc)
@@ -75,7 +83,9 @@ def main() -> None:
         parse_times.append(timed(parse_codepilot, docs))
         render_times.append(timed(render, parsed))
         both_times.append(timed(lambda d: render(parse_codepilot(d)), docs))
-    print(f"{args.count} varied CodePilots, {objects / args.count:.1f} objects each, median of {args.repeat} runs")
+    print(
+        f"{args.count} varied CodePilots, {objects / args.count:.1f} objects each, median of {args.repeat} runs"
+    )
     print(f"  parse  : {statistics.median(parse_times) * 1e3:.3f} ms per CodePilot")
     print(f"  render : {statistics.median(render_times) * 1e3:.3f} ms per CodePilot")
     print(f"  both   : {statistics.median(both_times) * 1e3:.3f} ms per CodePilot (goal < 1 ms)")
