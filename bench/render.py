@@ -84,7 +84,8 @@ def main() -> None:
         render_times.append(timed(render, parsed))
         both_times.append(timed(lambda d: render(parse_codepilot(d)), docs))
     print(
-        f"{args.count} varied CodePilots, {objects / args.count:.1f} objects each, median of {args.repeat} runs"
+        f"{args.count} varied CodePilots, {objects / args.count:.1f} objects each, "
+        f"median of {args.repeat} runs"
     )
     print(f"  parse  : {statistics.median(parse_times) * 1e3:.3f} ms per CodePilot")
     print(f"  render : {statistics.median(render_times) * 1e3:.3f} ms per CodePilot")
