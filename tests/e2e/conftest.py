@@ -107,11 +107,15 @@ class Operator:
         drift_interval: float = DRIFT_INTERVAL,
         extra_args: tuple[str, ...] = (),
         progress_interval: float = PROGRESS_INTERVAL,
+        weight_snapshots: bool = False,
     ):
         self.kubeconfig = kubeconfig
         self.drift_interval = drift_interval
         self.extra_args = extra_args
         self.progress_interval = progress_interval
+        # Off for the reconcile-mechanics tests (their CodePilots point at no S3 server); on, against a
+        # real SeaweedFS, in test_weights.py. `codepilot run` itself defaults to on.
+        self.weight_snapshots = weight_snapshots
         self.name = kubeconfig.stem if kubeconfig.stem != "kubeconfig" else "operator"
         self.log_dir = log_dir
         self.metrics_port = 0
@@ -129,6 +133,7 @@ class Operator:
             "--progress-interval",
             str(self.progress_interval),
         ]
+        cmd += ["--weight-snapshots" if self.weight_snapshots else "--no-weight-snapshots"]
         cmd += ["--metrics-host", "127.0.0.1"]
         cmd += ["--metrics-port", str(self.metrics_port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})

@@ -54,7 +54,7 @@ def test_a_call_outside_the_permission_table_is_refused_before_it_is_sent(
 ) -> None:
     before = len(kube_emulator.call(lambda e: e.calls))
     with pytest.raises(PermissionDenied, match="secrets"):
-        with_client(kube_emulator, tmp_path, lambda c: c.get(Kind("v1", "Secret"), "default", "creds"))
+        with_client(kube_emulator, tmp_path, lambda c: c.list(Kind("v1", "Secret"), "default", {}))
     assert len(kube_emulator.call(lambda e: e.calls)) == before
 
 

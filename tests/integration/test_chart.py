@@ -406,8 +406,8 @@ def test_rbac_check_catches_a_broader_role(render_chart: RenderChart) -> None:
     role = next(
         r for r in rendered.objects if r["kind"] == "ClusterRole" and r["metadata"]["name"] == RELEASE
     )
-    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
-    assert ("", "secrets", "get") in operator_grants(rendered)[None]
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]})
+    assert ("", "secrets", "list") in operator_grants(rendered)[None]
     assert operator_grants(rendered)[None] != expected_grants(peering=True, namespaced=False)
 
 

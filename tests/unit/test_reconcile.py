@@ -155,7 +155,7 @@ def test_permission_denied_is_raised_before_any_request() -> None:
     client._permissions = PERMISSIONS
     client._classes = {}
     with pytest.raises(PermissionDenied, match="secrets"):
-        client._resource(Kind("v1", "Secret"), "get")
+        client._resource(Kind("v1", "Secret"), "list")  # only "get" of the named credentials Secret
 
 
 def test_progress_refresh_runs_only_while_a_valid_codepilot_is_not_ready() -> None:

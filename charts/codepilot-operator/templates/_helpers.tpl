@@ -96,6 +96,9 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
   resources: ["pods"]
   verbs: ["list"]
 - apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- if and .Values.peering.enabled .Values.operator.watchNamespaces }}

@@ -61,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress_interval=args.progress_interval,
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
+        weight_snapshots=args.weight_snapshots,
     )
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -108,6 +109,13 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="N",
         help="peering priority; default: derived from the host (pod) name so replicas differ",
+    )
+    p.add_argument(
+        "--weight-snapshots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="snapshot and verify every served version's weights in S3 before applying anything, and pin "
+        "the snapshot in status (default: on; needs the S3 endpoint and the credentials Secret)",
     )
     p.add_argument(
         "--drift-interval",

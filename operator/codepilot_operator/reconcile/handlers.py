@@ -26,7 +26,14 @@ from codepilot_operator.api import GROUP, PLURAL, VERSION
 from codepilot_operator.api.status import ConditionStatus, ConditionType
 from codepilot_operator.clients.kube import KubeClient, KubeUnavailable, load_config
 from codepilot_operator.reconcile import metrics
-from codepilot_operator.reconcile.reconcile import InvalidSpec, Prepare, observe, plain, reconcile
+from codepilot_operator.reconcile.reconcile import (
+    InvalidSpec,
+    Prepare,
+    PrepareFailed,
+    observe,
+    plain,
+    reconcile,
+)
 from codepilot_operator.reconcile.status import (
     ConditionUpdate,
     Readiness,
@@ -55,8 +62,18 @@ class Options:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080  # 0: no metrics/probe server
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
-    # Issue 4 seam: "before rollout: ensure snapshot" is a Prepare passed here by `codepilot run`.
+    # "Before rollout: ensure snapshot" (issue 4): with weight_snapshots on and no explicit prepare,
+    # every served version is snapshotted and verified before anything is applied (reconcile/weights.py).
     prepare: Prepare | None = None
+    weight_snapshots: bool = True
+
+
+def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
+    if options.prepare is not None or not options.weight_snapshots:
+        return options.prepare
+    from codepilot_operator.reconcile.weights import snapshot_prepare
+
+    return snapshot_prepare(kube)
 
 
 def _write_status(
@@ -133,7 +150,7 @@ async def _reconcile_locked(
         if trigger == "progress":
             result = await observe(body, kube)
         else:
-            result = await reconcile(body, kube, prepare=options.prepare)
+            result = await reconcile(body, kube, prepare=_prepare_step(options, kube))
     except InvalidSpec as exc:
         metrics.RECONCILE_ERRORS.labels("InvalidSpec").inc()
         _write_status(body, patch, invalid_spec_conditions(exc.problems))
@@ -141,6 +158,11 @@ async def _reconcile_locked(
             logger.debug("Invalid spec, nothing applied: %s", exc)
             return
         raise kopf.PermanentError(f"invalid spec, nothing applied: {exc}") from None
+    except PrepareFailed as exc:
+        metrics.RECONCILE_ERRORS.labels(exc.reason).inc()
+        metrics.SNAPSHOT_FAILURES.labels(body["metadata"]["namespace"], body["metadata"]["name"]).inc()
+        _write_status(body, patch, exc.conditions)
+        raise kopf.TemporaryError(f"nothing applied: {exc}", delay=exc.delay) from None
     except KubeUnavailable as exc:
         metrics.RECONCILE_ERRORS.labels(exc.reason).inc()
         _write_status(body, patch, apply_failed_conditions(str(exc)))

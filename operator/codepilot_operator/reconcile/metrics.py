@@ -24,6 +24,12 @@ RECONCILE_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+SNAPSHOT_FAILURES = Counter(
+    "codepilot_snapshot_failures",  # exposed as codepilot_snapshot_failures_total (CodePilotSnapshotFailing)
+    "Reconciles stopped because a served version's weights could not be snapshotted and verified.",
+    ["namespace", "codepilot"],
+    registry=REGISTRY,
+)
 OBJECTS_APPLIED = Counter(
     "codepilot_objects_applied_total",
     "Child objects written with server-side apply (unchanged objects are not counted).",

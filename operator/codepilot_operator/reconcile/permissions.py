@@ -47,6 +47,12 @@ PERMISSIONS: tuple[Permission, ...] = (
         "why a Deployment is not Ready: a crash-looping weight-fetch init container",
     ),
     Permission("keda.sh", "scaledobjects", CHILD_VERBS, "autoscaling.provider KEDA"),
+    Permission(
+        "",
+        "secrets",
+        frozenset({"get"}),
+        "the S3 credentials Secret named by spec.model.source.credentialsSecret (weight snapshots)",
+    ),
     Permission("", "events", frozenset({"create", "patch"}), "kopf posts Events on transitions"),
     Permission(
         "apiextensions.k8s.io",

@@ -43,6 +43,19 @@ DEPLOYMENT = Kind("apps/v1", "Deployment")
 POD = Kind("v1", "Pod")
 
 
+class PrepareFailed(Exception):
+    """The prepare step refused (e.g. the weights cannot be snapshotted): nothing was applied.
+
+    ``conditions`` say why in status; the handler retries after ``delay`` seconds.
+    """
+
+    def __init__(self, conditions: list[ConditionUpdate], message: str, reason: str, delay: float):
+        super().__init__(message)
+        self.conditions = conditions
+        self.reason = reason
+        self.delay = delay
+
+
 class InvalidSpec(Exception):
     """The CodePilot cannot be served as written; ``problems`` name the fields."""
 

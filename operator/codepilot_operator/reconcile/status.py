@@ -196,7 +196,9 @@ def status_patch(
     return wanted
 
 
-_WARNING_REASONS = frozenset({Reason.INVALID_SPEC, Reason.INIT_CONTAINER_FAILING, Reason.APPLY_FAILED})
+_WARNING_REASONS = frozenset(
+    {Reason.INVALID_SPEC, Reason.INIT_CONTAINER_FAILING, Reason.APPLY_FAILED, Reason.SNAPSHOT_FAILED}
+)
 
 
 @dataclass(frozen=True)
@@ -209,12 +211,12 @@ class Transition:
 
 
 def transitions(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> list[Transition]:
-    """Events for Ready and Degraded changing status or reason."""
+    """Events for Ready, Degraded and WeightsVerified changing status or reason."""
     old = {c.get("type"): c for c in before}
     events = []
     for condition in after:
         kind = condition["type"]
-        if kind not in (ConditionType.READY, ConditionType.DEGRADED):
+        if kind not in (ConditionType.READY, ConditionType.DEGRADED, ConditionType.WEIGHTS_VERIFIED):
             continue
         previous = old.get(kind)
         if previous is not None and (previous.get("status"), previous.get("reason")) == (

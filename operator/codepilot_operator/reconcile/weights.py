@@ -1,0 +1,98 @@
+"""The "before rollout: ensure snapshot" step of reconcile (issue 4 wired into issue 3's seam).
+
+Before anything is rendered, every served version gets a verified, content-addressed weight snapshot;
+the rendered init containers then fetch the snapshot (immutable), never the mutable source prefix, and
+status pins it per track. If the weights cannot be snapshotted, nothing is applied: a Deployment must
+never roll out a version whose bytes we cannot name.
+
+The copy runs in the operator (server-side copy, see docs/snapshots.md), so the operator reads the
+credentials Secret and reaches the S3 endpoint. S3 calls are synchronous (minio SDK) and a first snapshot
+hashes every byte of the source, so they run in a worker thread, not on kopf's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
+from codepilot_operator.clients.kube import Kind, KubeClient
+from codepilot_operator.reconcile.reconcile import Prepare, Prepared, PrepareFailed
+from codepilot_operator.reconcile.status import ConditionUpdate
+from codepilot_operator.render import ServedVersion
+from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
+from codepilot_operator.snapshots.service import Credentials, SnapshotStore, gc, snapshot_served, store_for
+
+log = logging.getLogger(__name__)
+SECRET = Kind("v1", "Secret")
+SNAPSHOT_RETRY_SECONDS = 60.0  # S3 problems (missing bucket, wrong key) are fixed by humans, not in ms
+
+
+def snapshot_failed_conditions(error: SnapshotError) -> list[ConditionUpdate]:
+    """WeightsVerified False with the reason; Degraded and Reconciled say why nothing was applied."""
+    message = f"nothing applied: {error}"
+    return [
+        ConditionUpdate(
+            ConditionType.WEIGHTS_VERIFIED, ConditionStatus.FALSE, Reason.SNAPSHOT_FAILED, str(error)
+        ),
+        ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.SNAPSHOT_FAILED, message),
+        ConditionUpdate(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.SNAPSHOT_FAILED, message),
+    ]
+
+
+async def credentials_for(kube: KubeClient, cp: CodePilot) -> Credentials | None:
+    name = cp.spec.model.source.credentials_secret
+    if not name:
+        return None
+    secret = await kube.get(SECRET, cp.metadata.namespace, name)
+    if secret is None:
+        raise SnapshotError(
+            FailureReason.ACCESS_DENIED,
+            f"spec.model.source.credentialsSecret: Secret {cp.metadata.namespace}/{name} not found",
+        )
+    return Credentials.from_secret_data(secret.get("data") or {})
+
+
+def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[ServedVersion]) -> Prepared:
+    now = datetime.now(UTC)
+    outcome = snapshot_served(store, cp, served, now=now, generation=cp.metadata.generation)
+    try:
+        # The new pins are passed explicitly: status still holds the previous ones at this point.
+        result = gc(store, cp, pinned=[ref.id for ref in outcome.refs], now=now)
+        if result.deleted:
+            log.info(
+                "Snapshots of %s/%s deleted by retention: %s",
+                cp.metadata.namespace,
+                cp.metadata.name,
+                ", ".join(result.deleted),
+            )
+    except SnapshotError as exc:  # retention is housekeeping: it never blocks serving
+        log.warning("Snapshot retention for %s/%s failed: %s", cp.metadata.namespace, cp.metadata.name, exc)
+    condition = outcome.condition
+    return Prepared(
+        outcome.served,
+        [
+            ConditionUpdate(
+                condition["type"],
+                ConditionStatus(condition["status"]),
+                condition["reason"],
+                condition["message"],
+            )
+        ],
+        outcome.status,
+    )
+
+
+def snapshot_prepare(kube: KubeClient) -> Prepare:
+    async def prepare(cp: CodePilot, served: list[ServedVersion]) -> Prepared:
+        try:
+            store = store_for(cp, await credentials_for(kube, cp))
+            return await asyncio.to_thread(_snapshot_and_collect, store, cp, served)
+        except SnapshotError as exc:
+            raise PrepareFailed(
+                snapshot_failed_conditions(exc), str(exc), Reason.SNAPSHOT_FAILED, SNAPSHOT_RETRY_SECONDS
+            ) from None
+
+    return prepare
