@@ -1,4 +1,4 @@
-"""``codepilot``: render, validate and generate offline; run the operator; manage snapshots and rollouts.
+"""``codepilot``: render, validate and generate offline; run the operator; fetch and manage weight snapshots.
 
 User mistakes end with one line per problem on stderr and exit code 2, with nothing on stdout: a
 rendered stream is printed only once every document rendered.
@@ -133,23 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[Any], None]]:
-    """Commands that live beside their feature (operator, snapshots, rollouts)."""
-    registrars: list[Callable[[Any], None]] = []
-    import importlib
+    """Commands that live beside their feature; their modules import heavy libraries only when run."""
+    from codepilot_operator.reconcile import commands as operator_commands
+    from codepilot_operator.snapshots import commands as snapshot_commands
 
-    for module_name in (
-        "codepilot_operator.reconcile.commands",
-        "codepilot_operator.snapshots.commands",
-        "codepilot_operator.rollout.commands",
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        registrars.append(module.register)
-    return registrars
+    return [operator_commands.register, snapshot_commands.register]
 
 
 def _version() -> str:
