@@ -205,6 +205,18 @@ class Cluster:
                 return dict(condition)
         return None
 
+    def make_ready(self, namespace: str, deployment: str) -> None:
+        """What the Deployment controller reports once every replica passed its readiness probe."""
+        live = self.api.get("deployments", namespace, deployment)
+        assert live is not None, f"no Deployment {namespace}/{deployment}"
+        status = {
+            "observedGeneration": live["metadata"]["generation"],
+            "replicas": 1,
+            "readyReplicas": 1,
+            "updatedReplicas": 1,
+        }
+        self.api.patch("deployments", namespace, deployment, {"status": status})
+
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return self.api.list("events", namespace)
 

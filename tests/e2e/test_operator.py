@@ -151,21 +151,38 @@ def test_status_ready_follows_deployments_and_init_container_crash_loop(cluster:
     )
 
 
-def test_version_change_updates_children_and_prunes_the_old_version(cluster: Cluster) -> None:
+def test_version_change_keeps_the_old_version_until_the_new_one_is_ready(cluster: Cluster) -> None:
     ns = "e2e-version"
     new_codepilot(cluster, ns)
     wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+    assert cluster.codepilot(ns)["status"]["stableVersion"] == "v1"
+    cluster.make_ready(ns, "coder-v1")
     mark = cluster.mark()
 
     cluster.api.patch("codepilots", ns, "coder", {"spec": {"model": {"version": "v2"}}})
     wait_for("generation 2 reconciled", lambda: reconciled(cluster, ns, generation=2))
 
-    v2 = manifest(**{"metadata.namespace": ns, "spec.model.version": "v2"})
-    assert live_children(cluster, ns) == expected_children(v2)
+    # v2 comes up beside v1: users keep a Ready replica while v2 fetches and loads its weights.
     deployments = {d["metadata"]["name"] for d in cluster.api.list("deployments", ns)}
-    assert deployments == {"coder-v2"}
+    assert deployments == {"coder-v1", "coder-v2"}
+    status = cluster.codepilot(ns)["status"]
+    assert (status["stableVersion"], status.get("canaryVersion")) == ("v1", "v2")
+    quiet_period(cluster)  # drift resyncs must not prune v1 while v2 is not ready
+    assert {d["metadata"]["name"] for d in cluster.api.list("deployments", ns)} == deployments
+
+    # Once v2 is Ready it becomes stable and v1 (and only v1's objects) is pruned.
+    cluster.make_ready(ns, "coder-v2")
+    wait_for(
+        "v1 pruned",
+        lambda: {d["metadata"]["name"] for d in cluster.api.list("deployments", ns)} == {"coder-v2"},
+    )
+    status = cluster.codepilot(ns)["status"]
+    assert (status["stableVersion"], status.get("canaryVersion")) == ("v2", None)
+    v2 = manifest(**{"metadata.namespace": ns, "spec.model.version": "v2"})
+    wait_for("children of v2 only", lambda: live_children(cluster, ns) == expected_children(v2))
     deleted = {(c.resource, c.name) for c in cluster.writes(ns, since=mark) if c.verb == "delete"}
     assert ("deployments", "coder-v1") in deleted and ("configmaps", "coder-v1-config") in deleted
+    assert ("deployments", "coder-v2") not in deleted
 
 
 def test_deleted_child_is_recreated_and_hand_edit_reverted(cluster: Cluster) -> None:

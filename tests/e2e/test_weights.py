@@ -112,10 +112,20 @@ def test_version_change_pins_the_new_snapshot_and_rollback_re_pins_the_old(
     cluster.api.create("codepilots", _codepilot(ns, s3_bucket, "coder/v1", s3_server, "v1"))
 
     def pinned(version: str) -> str | None:
-        track = cluster.codepilot(ns).get("status", {}).get("stableSnapshot") or {}
-        return track.get("snapshotId") if track.get("version") == version else None
+        """The snapshot status pins for ``version``, on whichever track holds it."""
+        status = cluster.codepilot(ns).get("status", {})
+        for track in (status.get("stableSnapshot") or {}, status.get("canarySnapshot") or {}):
+            if track.get("version") == version:
+                return str(track.get("snapshotId"))
+        return None
+
+    def promote(version: str) -> None:
+        """The new version's replicas become Ready: it turns stable and the old one goes."""
+        cluster.make_ready(ns, f"coder-{version}")
+        wait_for(f"{version} stable", lambda: cluster.codepilot(ns)["status"].get("stableVersion") == version)
 
     first = wait_for("v1 pinned", lambda: pinned("v1"))
+    cluster.make_ready(ns, "coder-v1")
 
     def move_to(version: str, prefix: str) -> None:
         source = {"uri": f"s3://{s3_bucket}/{prefix}"}
@@ -126,12 +136,20 @@ def test_version_change_pins_the_new_snapshot_and_rollback_re_pins_the_old(
     move_to("v2", "coder/v2")
     second = wait_for("v2 pinned", lambda: pinned("v2"))
     assert second != first  # different bytes, different content address
+    assert pinned("v1") == first  # the stable version keeps serving its own snapshot meanwhile
     wait_for(
         "pods fetching v2's snapshot", lambda: any(second in " ".join(a) for a in _init_args(cluster, ns))
+    )
+    promote("v2")
+    wait_for(
+        "v2 pinned as stable",
+        lambda: cluster.codepilot(ns)["status"]["stableSnapshot"]["snapshotId"] == second,
     )
 
     move_to("v1", "coder/v1")  # roll back
     assert wait_for("v1 pinned again", lambda: pinned("v1")) == first
+    promote("v1")
+    assert cluster.codepilot(ns)["status"]["stableSnapshot"]["snapshotId"] == first
 
 
 def test_missing_bucket_stops_the_rollout_with_a_condition_and_an_event(

@@ -162,10 +162,11 @@ def test_canary_gets_its_own_deployment_named_after_its_version() -> None:
     assert [d["metadata"]["name"] for d in by_kind(render(promoted), "Deployment")] == ["coder-v2"]
 
 
-def test_immediate_strategy_never_runs_two_versions() -> None:
-    cp = codepilot(**{"spec.model.version": "v2", "spec.rollout": {"strategy": "Immediate"}})
-    cp = cp.model_copy(update={"status": CodePilotStatus(stable_version="v1")})
-    assert served_versions(cp) == [ServedVersion("v2")]
+def test_every_strategy_keeps_the_stable_version_while_the_new_one_comes_up() -> None:
+    for strategy in ("Canary", "ABTest", "Immediate"):
+        cp = codepilot(**{"spec.model.version": "v2", "spec.rollout": {"strategy": strategy}})
+        cp = cp.model_copy(update={"status": CodePilotStatus(stable_version="v1")})
+        assert served_versions(cp) == [ServedVersion("v1"), ServedVersion("v2")], strategy
 
 
 def test_pinned_snapshot_is_what_the_pod_fetches() -> None:

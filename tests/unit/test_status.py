@@ -168,3 +168,35 @@ def test_events_only_for_transitions_a_human_cares_about() -> None:
 
     invalid = merge_conditions(ready, invalid_spec_conditions(["spec.x: bad"]), generation=2, now=NOW)
     assert [(e.type, e.reason) for e in transitions(ready, invalid)] == [("Warning", "InvalidSpec")]
+
+
+def _ready(name: str, ready: bool) -> Any:
+    from codepilot_operator.reconcile.status import Readiness
+
+    return Readiness(name, ready, 1, int(ready), Reason.REPLICAS_READY, "")
+
+
+def test_a_new_version_stays_canary_until_its_deployment_is_ready() -> None:
+    from codepilot_operator.reconcile.status import version_tracks
+    from codepilot_operator.render import ServedVersion
+    from tests.helpers import codepilot
+
+    cp = codepilot(**{"spec.model.version": "v2"})
+    served = [ServedVersion("v1", "a" * 64), ServedVersion("v2", "b" * 64)]
+    pins = {
+        "stableSnapshot": {"version": "v1", "snapshotId": "a" * 64},
+        "canarySnapshot": {"version": "v2", "snapshotId": "b" * 64},
+    }
+
+    coming_up = version_tracks(cp, served, [_ready("coder-v1", True), _ready("coder-v2", False)], pins)
+    assert (coming_up["stableVersion"], coming_up["canaryVersion"]) == ("v1", "v2")
+    assert coming_up["stableSnapshot"]["version"] == "v1"
+
+    promoted = version_tracks(cp, served, [_ready("coder-v1", True), _ready("coder-v2", True)], pins)
+    assert (promoted["stableVersion"], promoted["canaryVersion"]) == ("v2", None)
+    assert promoted["stableSnapshot"] == {"version": "v2", "snapshotId": "b" * 64}
+    assert promoted["canarySnapshot"] is None
+
+    # the first version of a CodePilot is stable at once: there is nothing older to keep serving
+    first = version_tracks(codepilot(), [ServedVersion("v1")], [_ready("coder-v1", False)])
+    assert first == {"stableVersion": "v1", "canaryVersion": None}

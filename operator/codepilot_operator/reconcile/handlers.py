@@ -43,6 +43,7 @@ from codepilot_operator.reconcile.status import (
     serving_conditions,
     status_patch,
     transitions,
+    version_tracks,
 )
 
 DEFAULT_DRIFT_INTERVAL = 60.0
@@ -179,10 +180,16 @@ async def _reconcile_locked(
     else:
         logger.debug("All %d objects unchanged", result.desired)
     updates = serving_conditions(result.readiness, result.desired)
-    extra: dict[str, Any] = {}
+    current = plain(body.get("status") or {})
+    # Pins as this reconcile decided them, or as status has them (the progress timer prepares nothing),
+    # so a promotion moves the canary's pin to stable in the same write that makes it stable.
+    snapshots: dict[str, Any] = {
+        key: current[key] for key in ("stableSnapshot", "canarySnapshot") if current.get(key)
+    }
     if result.prepared is not None:
         updates += result.prepared.conditions
-        extra = result.prepared.status
+        snapshots = result.prepared.status
+    extra = version_tracks(result.codepilot, result.served, result.readiness, snapshots)
     _write_status(body, patch, updates, result.readiness, extra)
 
 

@@ -68,6 +68,7 @@ class InvalidSpec(Exception):
 class Result:
     codepilot: CodePilot
     desired: int = 0
+    served: list[ServedVersion] = field(default_factory=list)  # stable first, then the new version
     applied: list[str] = field(default_factory=list)  # "Kind/name" of each object written
     pruned: list[str] = field(default_factory=list)
     readiness: list[Readiness] = field(default_factory=list)
@@ -146,7 +147,7 @@ async def reconcile(body: Mapping[str, Any], kube: KubeClient, *, prepare: Prepa
     if prepared is not None:
         served = prepared.served
     desired = desired_objects(cp, served)
-    result = Result(codepilot=cp, desired=len(desired), prepared=prepared)
+    result = Result(codepilot=cp, desired=len(desired), served=served, prepared=prepared)
 
     namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
     kinds = prune.kinds_to_list(desired)
@@ -174,8 +175,9 @@ async def observe(body: Mapping[str, Any], kube: KubeClient) -> Result:
     Nothing is applied or pruned; the drift timer and change handlers do that.
     """
     cp = parse(body)
-    desired = desired_objects(cp, served_versions(cp))
+    served = served_versions(cp)
+    desired = desired_objects(cp, served)
     live = await kube.list(DEPLOYMENT, cp.metadata.namespace, prune.child_selector(cp.metadata.name))
-    result = Result(codepilot=cp, desired=len(desired))
+    result = Result(codepilot=cp, desired=len(desired), served=served)
     result.readiness = await _observe(kube, cp, desired, {prune.key(o): o for o in live})
     return result

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from codepilot_operator.api import CodePilot
 from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
+from codepilot_operator.render import ServedVersion
+from codepilot_operator.render.deployment import deployment_name
 
 # Init container states that will not fix themselves: the pod can never become Ready.
 _INIT_FAILURE_REASONS = frozenset({"CrashLoopBackOff", "Error", "ErrImagePull", "ImagePullBackOff"})
@@ -235,3 +238,27 @@ def transitions(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def version_tracks(
+    cp: CodePilot,
+    served: Sequence[ServedVersion],
+    readiness: Sequence[Readiness],
+    snapshots: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """status.stableVersion / canaryVersion (and the snapshot pins) after this reconcile.
+
+    The new version becomes stable once every replica of its Deployment is Ready; the next reconcile
+    then stops rendering the old one and prunes it. So a version change never leaves users without a
+    Ready replica, whatever the strategy (traffic steps and analysis belong to the rollout controller).
+    """
+    snapshots = dict(snapshots or {})
+    new = served[-1].version if served else cp.spec.model.version
+    ready = {r.name: r.ready for r in readiness}
+    if len(served) <= 1 or ready.get(deployment_name(cp, new)):
+        if len(served) > 1 and snapshots.get("canarySnapshot"):
+            snapshots["stableSnapshot"] = snapshots["canarySnapshot"]
+        if "stableSnapshot" in snapshots:
+            snapshots["canarySnapshot"] = None
+        return {"stableVersion": new, "canaryVersion": None, **snapshots}
+    return {"stableVersion": served[0].version, "canaryVersion": new, **snapshots}

@@ -1,14 +1,19 @@
 """Which model versions are served right now, derived from spec and status.
 
-A CodePilot serves its stable version and, while a rollout runs, a canary. The rollout controller owns
-the decision; the renderer only reads it, so ``render`` of a CR without status serves spec.model.version.
+A CodePilot serves its stable version and, while a new version is coming up, that version too (the
+"canary"). The operator owns the decision and records it in status; the renderer only reads it, so
+``render`` of a CR without status serves spec.model.version alone.
+
+Every strategy keeps the stable version until the new one is Ready: replacing a Deployment whose pods
+take minutes to fetch and load tens of GB must never leave users without a ready replica. What the
+strategies differ in (traffic steps and analysis) is the rollout controller's business.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codepilot_operator.api import CodePilot, RolloutStrategy
+from codepilot_operator.api import CodePilot
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ def served_versions(cp: CodePilot) -> list[ServedVersion]:
     """Stable first, then the canary if one is running."""
     desired = cp.spec.model.version
     stable = cp.status.stable_version or desired
-    if stable == desired or cp.spec.rollout.strategy is RolloutStrategy.IMMEDIATE:
+    if stable == desired:
         return [ServedVersion(desired, snapshot_for(cp, desired))]
     return [
         ServedVersion(stable, snapshot_for(cp, stable)),
