@@ -276,7 +276,11 @@ def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
     CodePilot could not be deleted while the operator is down. kopf has no public switch for it, so the
     flag is cleared on the registered handler (tests/e2e asserts that no finalizer is ever written).
     """
-    spawning = registry._spawning._handlers
+    try:
+        spawning = registry._spawning._handlers
+    except AttributeError:  # a kopf whose internals moved: keep its finalizer rather than fail to start
+        logging.getLogger(__name__).warning("kopf internals changed: timers keep kopf's finalizer")
+        return
     for index, handler in enumerate(spawning):
         if getattr(handler, "requires_finalizer", None):
             spawning[index] = dataclasses.replace(handler, requires_finalizer=False)
