@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import UTC, datetime
 
 from codepilot_operator.api import CodePilot
@@ -28,6 +29,9 @@ from codepilot_operator.snapshots.service import Credentials, SnapshotStore, gc,
 log = logging.getLogger(__name__)
 SECRET = Kind("v1", "Secret")
 SNAPSHOT_RETRY_SECONDS = 60.0  # S3 problems (missing bucket, wrong key) are fixed by humans, not in ms
+# A pinned snapshot is re-verified in S3 (manifest re-hashed, every blob present) at most this often; in
+# between, drift resyncs reuse status, so an idle CodePilot costs no S3 request per drift interval.
+REVERIFY_SECONDS = 600.0
 
 
 def snapshot_failed_conditions(error: SnapshotError) -> list[ConditionUpdate]:
@@ -85,11 +89,41 @@ def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[Serv
     )
 
 
-def snapshot_prepare(kube: KubeClient) -> Prepare:
+def prepared_from_status(cp: CodePilot, served: list[ServedVersion]) -> Prepared | None:
+    """What the last successful prepare decided, if status pins every served version and says verified."""
+    pins = {
+        track.version: track
+        for track in (cp.status.stable_snapshot, cp.status.canary_snapshot)
+        if track is not None and track.snapshot_id
+    }
+    verified = next((c for c in cp.status.conditions if c.type == ConditionType.WEIGHTS_VERIFIED), None)
+    if verified is None or verified.status is not ConditionStatus.TRUE:
+        return None
+    if not served or any(version.version not in pins for version in served):
+        return None
+    tracks = [pins[version.version].model_dump(by_alias=True, exclude_none=True) for version in served]
+    return Prepared(
+        [ServedVersion(v.version, pins[v.version].snapshot_id) for v in served],
+        [ConditionUpdate(verified.type, verified.status, verified.reason, verified.message)],
+        {"stableSnapshot": tracks[0], "canarySnapshot": tracks[1] if len(tracks) > 1 else None},
+    )
+
+
+def snapshot_prepare(kube: KubeClient, reverify_seconds: float = REVERIFY_SECONDS) -> Prepare:
+    verified_at: dict[tuple[str, ...], float] = {}  # (uid, snapshot ids...) -> monotonic time
+
     async def prepare(cp: CodePilot, served: list[ServedVersion]) -> Prepared:
+        reused = prepared_from_status(cp, served)
+        if reused is not None:
+            key = (str(cp.metadata.uid), *(v.snapshot_id or "" for v in reused.served))
+            if time.monotonic() - verified_at.get(key, float("-inf")) < reverify_seconds:
+                return reused
         try:
             store = store_for(cp, await credentials_for(kube, cp))
-            return await asyncio.to_thread(_snapshot_and_collect, store, cp, served)
+            prepared = await asyncio.to_thread(_snapshot_and_collect, store, cp, served)
+            key = (str(cp.metadata.uid), *(v.snapshot_id or "" for v in prepared.served))
+            verified_at[key] = time.monotonic()
+            return prepared
         except SnapshotError as exc:
             raise PrepareFailed(
                 snapshot_failed_conditions(exc), str(exc), Reason.SNAPSHOT_FAILED, SNAPSHOT_RETRY_SECONDS
