@@ -6,9 +6,10 @@ How it stays correct:
   destination carries a marker naming the snapshot. So a failed or killed fetch never leaves a
   directory that looks complete, and Triton (which starts after this init container) never sees half a
   model.
-- sha256 is computed while the bytes arrive: small files are hashed as they stream, large files are
-  hashed in order as their ranged chunks land (reading back from the page cache), so no second pass
-  over the data is needed.
+- sha256 is computed while the bytes arrive: small files are hashed as they stream; a chunk of a large
+  file is hashed from the receive buffer when it is the next one in its file's order, and otherwise
+  read back from the page cache once the chunks before it are in, so no second pass over the data is
+  needed.
 - Resume: chunks of large files are journalled (``<file>.codepilot-chunks``) after they are written, and
   verified files keep their final name in the staging directory; a restarted fetch skips both. The
   final digest check still covers every byte, so a torn write is caught, not trusted.
@@ -18,19 +19,24 @@ How it stays correct:
 
 How it is fast: a thread pool issues ranged GETs of ``chunk_size`` for large files and whole GETs for
 small ones, so many small files are not serialised behind request latency and large files use several
-connections. hashlib releases the GIL, so hashing runs beside the network threads.
+connections. The chunks of large files run in lanes (a thread fetching its chunks one after another,
+a whole file per lane where there are enough files), so most chunks are next in order when they
+arrive and are hashed inline; bodies are received into a reused per-thread buffer. hashlib releases
+the GIL, so hashing runs beside the network threads.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +64,10 @@ DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
 _READ_SIZE = 1024 * 1024
 _ATTEMPTS = 3
 _HASH_BUFFER = 4 * 1024 * 1024
+_RECV_BUFFER = 1024 * 1024  # per thread, reused: received into, written and hashed from, never copied
+
+
+_local = threading.local()
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,7 @@ class _LargeFile:
         self.hash_lock = threading.Lock()
         self.buffer = bytearray(_HASH_BUFFER)
         self.hasher = hashlib.sha256()
+        self.saved = self.hasher  # the hasher's state before the chunk being hashed inline
         self.hashed = 0  # chunks fed to the hasher, in order
         self.finished = False
         self.done = self._load_journal()
@@ -221,6 +232,58 @@ class _LargeFile:
                 self.done.add(index)
         return self.try_hash()
 
+    def start_inline(self, index: int, position: int) -> bool:
+        """Take the hasher for chunk ``index`` if it is the next one in order (and nobody hashes).
+
+        The bytes of the chunk already written (``index``'s offset up to ``position``) are read back
+        once; the caller then feeds the rest as it arrives, holding ``hash_lock`` until
+        :meth:`end_inline` (or :meth:`abandon_inline`).
+        """
+        if not self.hash_lock.acquire(blocking=False):
+            return False
+        if self.hashed != index or self.finished:
+            self.hash_lock.release()
+            return False
+        self.saved = self.hasher.copy()
+        self._hash_range(self.span(index)[0], position)
+        return True
+
+    def restart_inline(self) -> None:
+        """The chunk is being received again from its start: forget what was fed of it."""
+        self.hasher = self.saved.copy()
+
+    def abandon_inline(self) -> None:
+        self.hasher = self.saved.copy()
+        self.hash_lock.release()
+
+    def end_inline(self, index: int) -> bool:
+        """The inline-hashed chunk is complete: journal it, go on with what follows, release."""
+        with self.lock:
+            if index not in self.done:
+                with self.journal.open("a", encoding="ascii") as journal:
+                    journal.write(f"{index}\n")
+                self.done.add(index)
+        try:
+            self.hashed = index + 1
+            finished = self._advance()
+        finally:
+            self.hash_lock.release()
+        with self.lock:
+            if self.finished or self.hashed not in self.done:
+                return finished
+        return self.try_hash() or finished
+
+    def _hash_range(self, start: int, end: int) -> None:
+        """Feed bytes ``start`` to ``end`` of the part file to the hasher (from the page cache)."""
+        position = start
+        view = memoryview(self.buffer)
+        while position < end:
+            count = os.preadv(self.fd, [view[: min(len(view), end - position)]], position)
+            if count <= 0:
+                break
+            self.hasher.update(view[:count])
+            position += count
+
     def try_hash(self) -> bool:
         finished = False
         while self.hash_lock.acquire(blocking=False):
@@ -240,14 +303,7 @@ class _LargeFile:
                 if self.hashed not in self.done:
                     break
             offset, length = self.span(self.hashed)
-            position = offset
-            view = memoryview(self.buffer)
-            while position < offset + length:
-                count = os.preadv(self.fd, [view[: min(len(view), offset + length - position)]], position)
-                if count <= 0:
-                    break
-                self.hasher.update(view[:count])
-                position += count
+            self._hash_range(offset, offset + length)
             self.hashed += 1
         if self.hashed < self.chunks or self.finished:
             return False
@@ -412,18 +468,18 @@ class Fetcher:
     def _run(self, bucket: str, small: list[tuple[FetchItem, Path]], large: list[_LargeFile]) -> None:
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fetch") as pool:
             futures: list[Future[None]] = []
-            chunks: list[tuple[_LargeFile, int]] = []
             for job in large:
                 if not job.missing():  # killed after the last chunk: only the hash is left
                     futures.append(pool.submit(self._finish_large, job))
-                chunks.extend((job, i) for i in job.missing())
-            # Interleave: small files are bound by request latency, large chunks by bandwidth and
-            # hashing, so running both at once keeps the connections and the CPU busy.
-            for position in range(max(len(chunks), len(small))):
-                if position < len(chunks):
-                    futures.append(pool.submit(self._fetch_chunk, bucket, *chunks[position]))
-                if position < len(small):
-                    futures.append(pool.submit(self._fetch_small, bucket, *small[position]))
+            # Large files go in lanes (a few threads, each fetching its chunks in order), small files
+            # are queued for all the threads: small files are bound by request latency, large chunks by
+            # bandwidth and hashing, so running both at once keeps the connections and the CPU busy.
+            lanes = [collections.deque(lane) for lane in self._lanes(large, with_small=bool(small))]
+            lanes_lock = threading.Lock()
+            for lane in lanes:
+                futures.append(pool.submit(self._fetch_lane, bucket, lane, lanes, lanes_lock))
+            for item, final in small:
+                futures.append(pool.submit(self._fetch_small, bucket, item, final))
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in done if f.exception() is not None), None)
             if failed is not None:
@@ -434,6 +490,65 @@ class Fetcher:
                 error = failed.exception()
                 assert error is not None
                 raise error
+
+    def _lanes(self, large: list[_LargeFile], *, with_small: bool) -> list[list[tuple[_LargeFile, int]]]:
+        """Split the missing chunks of the large files into lanes, each fetched in order by one thread.
+
+        A chunk that is the next one in its file's order when it arrives is hashed straight from the
+        receive buffer (no read-back from the page cache, no hashing backlog behind a lock), and a lane
+        that owns a whole file makes every chunk of it that. So a file gets lanes in proportion to its
+        size: one each where there are enough files, several (chunks dealt round-robin) for a file
+        much larger than the rest, so one big file still uses several connections. Lanes: one per
+        file, at least half of the workers, at most all of them but one if small files are waiting.
+        """
+        jobs = [job for job in large if job.missing()]
+        if not jobs:
+            return []
+        count = min(self.workers, max(len(jobs), self.workers // 2, 1))
+        if with_small and self.workers > 1:
+            count = min(count, self.workers - 1)
+        total = sum(job.item.size for job in jobs)
+        parts: list[tuple[int, list[tuple[_LargeFile, int]]]] = []
+        for job in jobs:
+            missing = job.missing()
+            share = max(1, min(len(missing), round(count * job.item.size / total)))
+            for first in range(share):
+                part = [(job, index) for index in missing[first::share]]
+                parts.append((sum(job.span(index)[1] for _, index in part), part))
+        lanes: list[list[tuple[_LargeFile, int]]] = [[] for _ in range(min(count, len(parts)))]
+        loads = [0] * len(lanes)
+        for size, part in sorted(parts, key=lambda p: -p[0]):  # largest first, to the least loaded
+            lane = loads.index(min(loads))
+            lanes[lane].extend(part)
+            loads[lane] += size
+        return lanes
+
+    def _fetch_lane(
+        self,
+        bucket: str,
+        lane: collections.deque[tuple[_LargeFile, int]],
+        lanes: list[collections.deque[tuple[_LargeFile, int]]],
+        lock: threading.Lock,
+    ) -> None:
+        """Fetch a lane's chunks in order; when it is empty, take the last chunk of the longest lane.
+
+        The stealing keeps every lane's thread busy to the end whatever the split (chunks taken from
+        the end of another file are hashed by read-back once their turn comes, as before lanes).
+        """
+        while True:
+            with lock:
+                if lane:
+                    job, index = lane.popleft()
+                else:
+                    longest = max(lanes, key=len)
+                    if not longest:
+                        return
+                    job, index = longest.pop()
+            if self._abort.is_set():
+                raise SnapshotError(FailureReason.ENDPOINT_UNREACHABLE, "aborted")
+            if job.try_hash():  # chunks journalled by an interrupted run: hash them first
+                self._file_done()
+            self._fetch_chunk(bucket, job, index)
 
     def _finish_large(self, job: _LargeFile) -> None:
         if job.try_hash():
@@ -451,16 +566,50 @@ class Fetcher:
         if self._progress is not None:
             self._progress.file_done()
 
-    def _get(self, bucket: str, key: str, offset: int, length: int, sink: Callable[[bytes], None]) -> int:
-        """One GET with a few retries on network errors; returns bytes received in the last attempt."""
+    @staticmethod
+    def _blocks(response: Any) -> Iterator[memoryview]:
+        """The body as views of one reused per-thread buffer, each valid until the next is asked for.
+
+        Reads straight into the buffer through the ``http.client`` response urllib3 wraps (no bytes
+        object allocated and copied per block); falls back to urllib3's stream if that is not there.
+        The body is taken as sent (no content decoding), like ``stream(decode_content=False)``.
+        """
+        raw = getattr(response, "_fp", None)
+        if raw is None or not callable(getattr(raw, "readinto", None)):
+            for block in response.stream(_READ_SIZE, decode_content=False):
+                yield memoryview(block)
+            return
+        buffer: bytearray | None = getattr(_local, "buffer", None)
+        if buffer is None or len(buffer) != _RECV_BUFFER:
+            buffer = _local.buffer = bytearray(_RECV_BUFFER)
+        view = memoryview(buffer)
+        while count := raw.readinto(view):
+            yield view[:count]
+
+    def _get(
+        self,
+        bucket: str,
+        key: str,
+        offset: int,
+        length: int,
+        sink: Callable[[memoryview], None],
+        restart: Callable[[], None] | None = None,
+    ) -> int:
+        """One GET with a few retries on network errors; returns bytes received in the last attempt.
+
+        ``restart`` is called before a retry that follows a partly received attempt: the sink sees the
+        range again from its start.
+        """
         for attempt in range(_ATTEMPTS):
             if self._abort.is_set():
                 raise SnapshotError(FailureReason.ENDPOINT_UNREACHABLE, "aborted")
             received = 0
+            if attempt and restart is not None:
+                restart()
             try:
                 response = self.client.get_object(bucket, key, offset=offset, length=length)
                 try:
-                    for block in response.stream(_READ_SIZE, decode_content=False):
+                    for block in self._blocks(response):
                         sink(block)
                         received += len(block)
                         self._count(len(block))
@@ -472,7 +621,7 @@ class Fetcher:
                 return received
             except SnapshotError:
                 raise
-            except (Urllib3Error, ConnectionError, TimeoutError) as exc:
+            except (Urllib3Error, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
                 if attempt + 1 == _ATTEMPTS:
                     raise translate(exc, f"s3://{bucket}/{key}") from None
                 time.sleep(0.5 * 2**attempt)
@@ -483,17 +632,25 @@ class Fetcher:
 
     def _fetch_small(self, bucket: str, item: FetchItem, final: Path) -> None:
         part = final.with_name(final.name + PART_SUFFIX)
-        for _attempt in range(2):
-            digest = hashlib.sha256()
-            with part.open("wb") as handle:
+        digest = hashlib.sha256()
+        received = 0
+        with part.open("wb") as handle:
 
-                def sink(block: bytes, handle: Any = handle, digest: Any = digest) -> None:
-                    handle.write(block)
-                    digest.update(block)
+            def sink(block: memoryview) -> None:
+                handle.write(block)
+                digest.update(block)
 
-                received = self._get(bucket, item.key, 0, 0, sink) if item.size else 0
-            if received == item.size:
-                break
+            def restart() -> None:
+                nonlocal digest
+                handle.seek(0)
+                handle.truncate()
+                digest = hashlib.sha256()
+
+            for _attempt in range(2):
+                restart()
+                received = self._get(bucket, item.key, 0, 0, sink, restart) if item.size else 0
+                if received == item.size:
+                    break
         if received != item.size or (item.sha256 and digest.hexdigest() != item.sha256):
             part.unlink(missing_ok=True)
             got = f"{received} bytes" if received != item.size else f"sha256 {digest.hexdigest()}"
@@ -506,29 +663,46 @@ class Fetcher:
         self._file_done()
 
     def _fetch_chunk(self, bucket: str, job: _LargeFile, index: int) -> None:
+        """Receive one chunk into the part file; hash it as it arrives when it is next in order."""
         offset, length = job.span(index)
         position = offset
+        inline = False  # this thread holds job.hash_lock and feeds the chunk to the hasher directly
 
-        def sink(block: bytes) -> None:
-            nonlocal position
+        def sink(block: memoryview) -> None:
+            nonlocal position, inline
             if position + len(block) > offset + length:
                 raise SnapshotError(
                     FailureReason.CHECKSUM_MISMATCH, f"{job.item.key}: longer than its manifest"
                 )
             os.pwrite(job.fd, block, position)
+            if not inline and job.hashed == index:  # unlocked hint; start_inline checks under the lock
+                inline = job.start_inline(index, position)
             position += len(block)
+            if inline:
+                job.hasher.update(block)
 
-        for _attempt in range(2):
+        def restart() -> None:
+            nonlocal position
             position = offset
-            self._get(bucket, job.item.key, offset, length, sink)
-            if position == offset + length:
-                break
-        if position != offset + length:
-            raise SnapshotError(
-                FailureReason.CHECKSUM_MISMATCH,
-                f"{job.item.path}: object {job.item.key} is shorter than the manifest's {job.item.size}",
-            )
-        if job.chunk_written(index):
+            if inline:
+                job.restart_inline()
+
+        try:
+            for _attempt in range(2):
+                restart()
+                self._get(bucket, job.item.key, offset, length, sink, restart)
+                if position == offset + length:
+                    break
+            if position != offset + length:
+                raise SnapshotError(
+                    FailureReason.CHECKSUM_MISMATCH,
+                    f"{job.item.path}: object {job.item.key} is shorter than the manifest's {job.item.size}",
+                )
+        except BaseException:
+            if inline:
+                job.abandon_inline()
+            raise
+        if job.end_inline(index) if inline else job.chunk_written(index):
             self._file_done()
 
     # -- publish -----------------------------------------------------------------------------------
