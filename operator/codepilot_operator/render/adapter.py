@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.render.names import child_name, common_labels
+from codepilot_operator.render.names import child_name, common_labels, object_meta
 from codepilot_operator.render.rules_common import NAMESPACE, POD
 from codepilot_operator.render.signals import SIGNALS
 
@@ -46,10 +46,6 @@ def adapter_config_map(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": child_name(cp, "adapter-rules"),
-            "namespace": cp.metadata.namespace,
-            "labels": common_labels(cp, ADAPTER_COMPONENT),
-        },
+        "metadata": object_meta(cp, child_name(cp, "adapter-rules"), common_labels(cp, ADAPTER_COMPONENT)),
         "data": {RULES_KEY: adapter_rules_text()},
     }

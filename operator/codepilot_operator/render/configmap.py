@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.render.names import version_labels, version_name
+from codepilot_operator.render.names import object_meta, version_labels, version_name
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import model_config
 
@@ -20,10 +20,6 @@ def model_config_map(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": config_map_name(cp, served.version),
-            "namespace": cp.metadata.namespace,
-            "labels": version_labels(cp, served.version),
-        },
+        "metadata": object_meta(cp, config_map_name(cp, served.version), version_labels(cp, served.version)),
         "data": {CONFIG_KEY: model_config(cp)},
     }

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.render.names import child_name, common_labels, short_hash
+from codepilot_operator.render.names import child_name, common_labels, object_meta, short_hash
 from codepilot_operator.render.rules_common import selector
 from codepilot_operator.render.rules_recording import (
     DASHBOARD_WINDOW,
@@ -106,11 +106,7 @@ def dashboard_config_map(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": cp.metadata.namespace,
-            "labels": {**common_labels(cp, DASHBOARD_COMPONENT), DASHBOARD_LABEL: "1"},
-        },
+        "metadata": object_meta(cp, name, {**common_labels(cp, DASHBOARD_COMPONENT), DASHBOARD_LABEL: "1"}),
         # Compact JSON: the C encoder is ~10x faster than indent=2 and Grafana does not care.
         "data": {f"{name}.json": json.dumps(dashboard(cp), sort_keys=True, separators=(",", ":"))},
     }

@@ -16,7 +16,7 @@ from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.render.configmap import CONFIG_KEY, config_map_name, model_config_map
 from codepilot_operator.render.fetcher import fetch_init_container
-from codepilot_operator.render.names import version_labels, version_name, version_selector_labels
+from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, model_dir
 
@@ -184,10 +184,6 @@ def deployment(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": deployment_name(cp, served.version),
-            "namespace": cp.metadata.namespace,
-            "labels": labels,
-        },
+        "metadata": object_meta(cp, deployment_name(cp, served.version), labels),
         "spec": spec,
     }

@@ -19,10 +19,14 @@ ENDPOINT_ENV = "S3_ENDPOINT"
 REGION_ENV = "S3_REGION"
 
 
+def snapshot_root(cp: CodePilot) -> str:
+    """The one definition of where a CodePilot's snapshots live in its bucket (snapshots/ uses it too)."""
+    return f"{cp.spec.model.source.snapshot_prefix}/{cp.metadata.namespace}/{cp.metadata.name}"
+
+
 def snapshot_uri(cp: CodePilot, snapshot_id: str) -> str:
     """Where a snapshot lives: ``s3://<bucket>/<snapshotPrefix>/<namespace>/<codepilot>/<id>``."""
-    source = cp.spec.model.source
-    return f"s3://{source.bucket}/{source.snapshot_prefix}/{cp.metadata.namespace}/{cp.metadata.name}/{snapshot_id}"
+    return f"s3://{cp.spec.model.source.bucket}/{snapshot_root(cp)}/{snapshot_id}"
 
 
 def fetch_args(cp: CodePilot, served: ServedVersion) -> list[str]:

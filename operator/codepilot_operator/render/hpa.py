@@ -17,7 +17,7 @@ from typing import Any
 from codepilot_operator.api import CodePilot, ScalingProvider, ScalingSignal
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.render.deployment import deployment_name
-from codepilot_operator.render.names import version_labels
+from codepilot_operator.render.names import object_meta, version_labels
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.signals import SIGNALS, signal_target
 
@@ -93,11 +93,7 @@ def horizontal_pod_autoscaler(cp: CodePilot, served: ServedVersion) -> dict[str,
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": {
-            "name": name,
-            "namespace": cp.metadata.namespace,
-            "labels": version_labels(cp, served.version),
-        },
+        "metadata": object_meta(cp, name, version_labels(cp, served.version)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": min_replicas(cp),

@@ -13,7 +13,7 @@ from typing import Any
 from codepilot_operator.api import CodePilot, ScalingSignal
 from codepilot_operator.render.deployment import deployment_name
 from codepilot_operator.render.hpa import behavior, min_replicas
-from codepilot_operator.render.names import version_labels
+from codepilot_operator.render.names import object_meta, version_labels
 from codepilot_operator.render.rules_common import VERSION, number, selector
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.signals import SIGNALS, signal_target
@@ -50,11 +50,7 @@ def scaled_object(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     return {
         "apiVersion": KEDA_API_VERSION,
         "kind": "ScaledObject",
-        "metadata": {
-            "name": name,
-            "namespace": cp.metadata.namespace,
-            "labels": version_labels(cp, served.version),
-        },
+        "metadata": object_meta(cp, name, version_labels(cp, served.version)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "pollingInterval": POLLING_SECONDS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from codepilot_operator.api import CodePilot
 
@@ -69,6 +70,11 @@ def entry_service_name(cp: CodePilot) -> str:
 
 def child_name(cp: CodePilot, suffix: str) -> str:
     return dns_label(cp.metadata.name, suffix)
+
+
+def object_meta(cp: CodePilot, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """metadata of every child: in the CodePilot's namespace, labelled so prune and selectors find it."""
+    return {"name": name, "namespace": cp.metadata.namespace, "labels": labels}
 
 
 def selector_labels(cp: CodePilot) -> dict[str, str]:

@@ -9,17 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.render.names import common_labels, selector_labels
+from codepilot_operator.render.names import common_labels, object_meta, selector_labels
 
 
 def pod_disruption_budget(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {
-            "name": cp.metadata.name,
-            "namespace": cp.metadata.namespace,
-            "labels": common_labels(cp),
-        },
+        "metadata": object_meta(cp, cp.metadata.name, common_labels(cp)),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(cp)}},
     }

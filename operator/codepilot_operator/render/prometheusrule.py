@@ -14,6 +14,7 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.render import rules_alerts, rules_recording
+from codepilot_operator.render.names import object_meta
 from codepilot_operator.render.rules_operational import operational_group
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.servicemonitor import MONITORING_API_VERSION, monitoring_labels
@@ -44,10 +45,6 @@ def prometheus_rule(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any
     return {
         "apiVersion": MONITORING_API_VERSION,
         "kind": "PrometheusRule",
-        "metadata": {
-            "name": cp.metadata.name,
-            "namespace": cp.metadata.namespace,
-            "labels": monitoring_labels(cp),
-        },
+        "metadata": object_meta(cp, cp.metadata.name, monitoring_labels(cp)),
         "spec": {"groups": rule_groups(cp, served)},
     }

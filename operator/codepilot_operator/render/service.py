@@ -13,6 +13,7 @@ from codepilot_operator.render.deployment import GRPC_PORT, HTTP_PORT, METRICS_P
 from codepilot_operator.render.names import (
     common_labels,
     entry_service_name,
+    object_meta,
     selector_labels,
     version_labels,
     version_name,
@@ -33,7 +34,7 @@ def _service(
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": cp.metadata.namespace, "labels": labels},
+        "metadata": object_meta(cp, name, labels),
         "spec": {"type": "ClusterIP", "selector": selector, "ports": [dict(p) for p in ports]},
     }
 

@@ -15,7 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.render.names import LABEL_CODEPILOT, LABEL_VERSION, common_labels, selector_labels
+from codepilot_operator.render.names import (
+    LABEL_CODEPILOT,
+    LABEL_VERSION,
+    common_labels,
+    object_meta,
+    selector_labels,
+)
 from codepilot_operator.render.rules_common import CODEPILOT, VERSION
 
 MONITORING_API_VERSION = "monitoring.coreos.com/v1"
@@ -44,11 +50,7 @@ def service_monitor(cp: CodePilot) -> dict[str, Any]:
     return {
         "apiVersion": MONITORING_API_VERSION,
         "kind": "ServiceMonitor",
-        "metadata": {
-            "name": cp.metadata.name,
-            "namespace": cp.metadata.namespace,
-            "labels": monitoring_labels(cp),
-        },
+        "metadata": object_meta(cp, cp.metadata.name, monitoring_labels(cp)),
         "spec": {
             "selector": {
                 "matchLabels": selector_labels(cp),

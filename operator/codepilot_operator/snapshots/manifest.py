@@ -123,10 +123,6 @@ class SnapshotLocation:
     bucket: str
     root: str
 
-    @classmethod
-    def for_codepilot(cls, bucket: str, snapshot_prefix: str, namespace: str, name: str) -> SnapshotLocation:
-        return cls(bucket, f"{snapshot_prefix.strip('/')}/{namespace}/{name}")
-
     def manifest_key(self, snapshot_id: str) -> str:
         return f"{self.root}/{snapshot_id}/{MANIFEST_NAME}"
 
@@ -145,7 +141,7 @@ class SnapshotLocation:
         return f"{self.root}/sources/"
 
     def uri(self, snapshot_id: str) -> str:
-        """Same form as ``render.fetcher.snapshot_uri``: what the init container is given."""
+        """What the init container is given (``render.fetcher.snapshot_uri``; the root comes from there)."""
         return f"s3://{self.bucket}/{self.root}/{snapshot_id}"
 
 

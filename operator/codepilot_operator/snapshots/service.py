@@ -36,6 +36,7 @@ from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
 from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, S3Settings, make_client
+from codepilot_operator.render.fetcher import snapshot_root
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
 from codepilot_operator.snapshots.manifest import SnapshotLocation
@@ -83,10 +84,7 @@ class Credentials:
 
 
 def location_for(cp: CodePilot) -> SnapshotLocation:
-    source = cp.spec.model.source
-    return SnapshotLocation.for_codepilot(
-        source.bucket, source.snapshot_prefix, cp.metadata.namespace, cp.metadata.name
-    )
+    return SnapshotLocation(cp.spec.model.source.bucket, snapshot_root(cp))
 
 
 def store_for(
