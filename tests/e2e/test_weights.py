@@ -8,6 +8,7 @@ condition and an Event instead of half-deploying; going back to earlier content 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 
 from codepilot_operator.loader import parse_codepilot
 from codepilot_operator.snapshots.service import Credentials, store_for
-from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, Operator, wait_for
 from tests.fixtures.kube import EmulatorThread
 from tests.fixtures.s3 import SeaweedFS, codepilot_doc, minio_client, upload
 
@@ -99,6 +100,12 @@ def test_snapshot_is_pinned_before_pods_and_pods_fetch_it(
     (args,) = wait_for("the Deployment", lambda: _init_args(cluster, ns))
     assert any(pinned["snapshotId"] in a for a in args), args
     assert f"s3://{s3_bucket}/coder/v1" not in args
+
+    # Idle drift resyncs reuse the verified pin: no credentials read, so no S3 round of verification.
+    mark = cluster.mark()
+    time.sleep(DRIFT_INTERVAL * 3)
+    assert [c for c in cluster.calls(ns, since=mark) if c.resource == "secrets"] == []
+    assert cluster.codepilot(ns)["status"]["stableSnapshot"] == pinned
 
 
 def test_version_change_pins_the_new_snapshot_and_rollback_re_pins_the_old(

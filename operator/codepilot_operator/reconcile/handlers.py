@@ -49,6 +49,7 @@ from codepilot_operator.reconcile.status import (
 DEFAULT_DRIFT_INTERVAL = 60.0
 DEFAULT_PROGRESS_INTERVAL = 15.0
 MEMO_KUBE = "kube"
+MEMO_PREPARE = "prepare"
 MEMO_PROBES = "probes"
 MEMO_LOCKS = "locks"
 TIMERS = frozenset({"timer", "progress"})
@@ -151,7 +152,7 @@ async def _reconcile_locked(
         if trigger == "progress":
             result = await observe(body, kube)
         else:
-            result = await reconcile(body, kube, prepare=_prepare_step(options, kube))
+            result = await reconcile(body, kube, prepare=memo.get(MEMO_PREPARE))
     except InvalidSpec as exc:
         metrics.RECONCILE_ERRORS.labels("InvalidSpec").inc()
         _write_status(body, patch, invalid_spec_conditions(exc.problems))
@@ -209,6 +210,8 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
                 probes, options.metrics_host, options.metrics_port
             )
         memo[MEMO_KUBE] = KubeClient(load_config(options.kubeconfig))
+        # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
+        memo[MEMO_PREPARE] = _prepare_step(options, memo[MEMO_KUBE])
         probes.ready = True
 
     @kopf.on.cleanup(registry=registry)
