@@ -181,12 +181,7 @@ async def _reconcile_locked(
     else:
         logger.debug("All %d objects unchanged", result.desired)
     updates = serving_conditions(result.readiness, result.desired)
-    current = plain(body.get("status") or {})
-    # Pins as this reconcile decided them, or as status has them (the progress timer prepares nothing),
-    # so a promotion moves the canary's pin to stable in the same write that makes it stable.
-    snapshots: dict[str, Any] = {
-        key: current[key] for key in ("stableSnapshot", "canarySnapshot") if current.get(key)
-    }
+    snapshots = None
     if result.prepared is not None:
         updates += result.prepared.conditions
         snapshots = result.prepared.status

@@ -248,11 +248,17 @@ def version_tracks(
 ) -> dict[str, Any]:
     """status.stableVersion / canaryVersion (and the snapshot pins) after this reconcile.
 
+    ``snapshots``: the pins this reconcile decided, or None to carry over the ones in status; either way
+    a promotion moves the canary's pin to stable in the same write that makes it stable.
+
     The new version becomes stable once every replica of its Deployment is Ready; the next reconcile
     then stops rendering the old one and prunes it. So a version change never leaves users without a
     Ready replica, whatever the strategy (traffic steps and analysis belong to the rollout controller).
     """
-    snapshots = dict(snapshots or {})
+    if snapshots is None:  # nothing prepared (the progress timer): the pins status has now
+        pins = {"stableSnapshot": cp.status.stable_snapshot, "canarySnapshot": cp.status.canary_snapshot}
+        snapshots = {k: v.model_dump(by_alias=True, exclude_none=True) for k, v in pins.items() if v}
+    snapshots = dict(snapshots)
     new = served[-1].version if served else cp.spec.model.version
     ready = {r.name: r.ready for r in readiness}
     if len(served) <= 1 or ready.get(deployment_name(cp, new)):
