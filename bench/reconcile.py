@@ -2,7 +2,7 @@
 
 Prints: time until every CodePilot is Reconciled, API requests per CodePilot by verb, writes on create
 per CodePilot against the number of children, writes and reads during one idle drift resync, and the
-operator's RSS. Goals (issue 3): writes on create <= children + 2, zero writes when idle, RSS < 200 MB.
+operator's RSS. Goals: writes on create <= children + 2, zero writes when idle, RSS < 200 MB.
 
     python3 bench/reconcile.py [--count 500] [--drift-interval 60] [--progress-interval 15]
 

@@ -18,7 +18,7 @@ from codepilot_operator.clients.kube import (
     RetryPolicy,
     load_config,
 )
-from codepilot_operator.reconcile.permissions import PERMISSIONS, Permission
+from codepilot_operator.clients.permissions import PERMISSIONS, Permission
 from codepilot_operator.reconcile.reconcile import Prepared, reconcile
 from codepilot_operator.reconcile.status import ConditionStatus, ConditionUpdate
 from codepilot_operator.render import ServedVersion

@@ -28,7 +28,7 @@ from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
 import codepilot_operator
 from codepilot_operator.api.spec import DEFAULT_FETCHER_IMAGE
 from codepilot_operator.cli import build_parser
-from codepilot_operator.reconcile.permissions import PERMISSIONS
+from codepilot_operator.clients.permissions import PERMISSIONS
 from tests.fixtures.helm import CHART_DIR, RELEASE, RELEASE_NAMESPACE, RenderChart, RenderedChart
 from tests.fixtures.kube import EmulatorThread
 from tests.helpers import KUBERNETES_VERSION, validate_builtin

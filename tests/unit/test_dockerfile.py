@@ -136,7 +136,7 @@ def test_dockerignore_sends_the_package_and_nothing_else() -> None:
                 result = not negate
         return result
 
-    for needed in ("pyproject.toml", "README.md", "operator/codepilot_operator/cli.py"):
+    for needed in ("pyproject.toml", "README.md", "operator/codepilot_operator/cli/main.py"):
         assert not ignored(needed), needed
     for unwanted in (".git", "tests", "charts", "bench", ".venv"):
         assert ignored(unwanted), unwanted

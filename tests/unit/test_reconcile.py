@@ -7,18 +7,16 @@ from typing import Any
 
 import pytest
 
-from codepilot_operator.clients.kube import (
+from codepilot_operator.clients.kube import Kind, PermissionDenied, allowed
+from codepilot_operator.clients.permissions import PERMISSIONS
+from codepilot_operator.reconcile import prune
+from codepilot_operator.reconcile.drift import (
     INPUT_HASH_ANNOTATION,
-    Kind,
-    PermissionDenied,
-    allowed,
     contains,
     input_hash,
     unchanged,
     with_input_hash,
 )
-from codepilot_operator.reconcile import prune
-from codepilot_operator.reconcile.permissions import PERMISSIONS
 from codepilot_operator.reconcile.reconcile import InvalidSpec, desired_objects, parse
 from codepilot_operator.render import served_versions
 from tests.helpers import manifest

@@ -1,4 +1,4 @@
-"""Pure parts of the snapshot service: conditions, retention settings, S3 settings from env, progress."""
+"""Pure parts around snapshots: the conditions reconcile writes, retention, S3 settings from env, progress."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import pytest
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.status import Condition
+from codepilot_operator.api.tracks import pinned_snapshot_ids
 from codepilot_operator.clients.s3 import S3Settings
 from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.reconcile.status import merge_conditions
+from codepilot_operator.reconcile.weights import snapshot_failed_conditions, track_pin, weights_verified
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
 from codepilot_operator.snapshots.progress import Progress, human_bytes
 from codepilot_operator.snapshots.retention import RetentionPolicy
-from codepilot_operator.snapshots.service import (
-    Credentials,
-    pinned_snapshots,
-    retention_policy,
-    weights_condition,
-)
+from codepilot_operator.snapshots.service import Credentials, retention_policy
 from codepilot_operator.snapshots.store import SnapshotRef
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -46,7 +44,12 @@ def _cp(source: dict[str, object] | None = None, status: dict[str, object] | Non
 
 def test_verified_condition_names_the_snapshot_and_size_and_fits_the_api_type() -> None:
     ref = SnapshotRef("f" * 64, "v2", 3 * 2**30, 7, "s3://models/x/" + "f" * 64)
-    condition = weights_condition(ref, now=NOW, generation=3)
+    [condition] = merge_conditions([], [weights_verified([ref])], generation=3, now=NOW)
+    assert track_pin(ref).model_dump(by_alias=True) == {
+        "version": "v2",
+        "snapshotId": "f" * 64,
+        "sizeBytes": 3 * 2**30,
+    }
     assert condition == {
         "type": "WeightsVerified",
         "status": "True",
@@ -60,7 +63,10 @@ def test_verified_condition_names_the_snapshot_and_size_and_fits_the_api_type() 
 
 @pytest.mark.parametrize("reason", list(FailureReason))
 def test_failed_condition_carries_the_reason(reason: FailureReason) -> None:
-    condition = weights_condition(SnapshotError(reason, "s3://models/x: something"), now=NOW)
+    updates = snapshot_failed_conditions(SnapshotError(reason, "s3://models/x: something"))
+    condition = next(
+        c for c in merge_conditions([], updates, generation=None, now=NOW) if c["type"] == "WeightsVerified"
+    )
     assert (condition["status"], condition["reason"]) == ("False", "SnapshotFailed")
     assert condition["message"] == f"{reason}: s3://models/x: something"
     assert "observedGeneration" not in condition
@@ -78,8 +84,8 @@ def test_pins_are_the_snapshots_of_both_tracks() -> None:
         "stableSnapshot": {"version": "v1", "snapshotId": "a" * 64},
         "canarySnapshot": {"version": "v2", "snapshotId": "b" * 64},
     }
-    assert pinned_snapshots(_cp(status=status)) == {"a" * 64, "b" * 64}
-    assert pinned_snapshots(_cp()) == set()
+    assert pinned_snapshot_ids(_cp(status=status).status) == {"a" * 64, "b" * 64}
+    assert pinned_snapshot_ids(_cp().status) == set()
 
 
 def test_credentials_from_secret_data() -> None:

@@ -170,15 +170,9 @@ def test_events_only_for_transitions_a_human_cares_about() -> None:
     assert [(e.type, e.reason) for e in transitions(ready, invalid)] == [("Warning", "InvalidSpec")]
 
 
-def _ready(name: str, ready: bool) -> Any:
-    from codepilot_operator.reconcile.status import Readiness
-
-    return Readiness(name, ready, 1, int(ready), Reason.REPLICAS_READY, "")
-
-
 def test_a_new_version_stays_canary_until_its_deployment_is_ready() -> None:
-    from codepilot_operator.reconcile.status import version_tracks
     from codepilot_operator.render import ServedVersion
+    from codepilot_operator.rollout.tracks import next_tracks
     from tests.helpers import codepilot
 
     cp = codepilot(**{"spec.model.version": "v2"})
@@ -188,15 +182,15 @@ def test_a_new_version_stays_canary_until_its_deployment_is_ready() -> None:
         "canarySnapshot": {"version": "v2", "snapshotId": "b" * 64},
     }
 
-    coming_up = version_tracks(cp, served, [_ready("coder-v1", True), _ready("coder-v2", False)], pins)
+    coming_up = next_tracks(cp, served, False, pins)
     assert (coming_up["stableVersion"], coming_up["canaryVersion"]) == ("v1", "v2")
     assert coming_up["stableSnapshot"]["version"] == "v1"
 
-    promoted = version_tracks(cp, served, [_ready("coder-v1", True), _ready("coder-v2", True)], pins)
+    promoted = next_tracks(cp, served, True, pins)
     assert (promoted["stableVersion"], promoted["canaryVersion"]) == ("v2", None)
     assert promoted["stableSnapshot"] == {"version": "v2", "snapshotId": "b" * 64}
     assert promoted["canarySnapshot"] is None
 
     # the first version of a CodePilot is stable at once: there is nothing older to keep serving
-    first = version_tracks(codepilot(), [ServedVersion("v1")], [_ready("coder-v1", False)])
+    first = next_tracks(codepilot(), [ServedVersion("v1")], False)
     assert first == {"stableVersion": "v1", "canaryVersion": None}

@@ -50,7 +50,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 
 {{/*
 The operator's permissions, split by scope. They must equal the table in
-operator/codepilot_operator/reconcile/permissions.py (tests/integration/test_chart.py checks it), with one
+operator/codepilot_operator/clients/permissions.py (tests/integration/test_chart.py checks it), with one
 kopf rule: peering uses ClusterKopfPeering when watching all namespaces and KopfPeering when watching a list.
 */}}
 {{- define "codepilot.clusterRules" -}}

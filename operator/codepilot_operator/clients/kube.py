@@ -2,12 +2,10 @@
 
 Why a wrapper around lightkube instead of calling it directly:
 
-- Every call is checked against ``reconcile.permissions.PERMISSIONS`` before it leaves the process, so a
+- Every call is checked against ``clients.permissions.PERMISSIONS`` before it leaves the process, so a
   code path that needs a permission the Helm chart does not grant fails in tests, not in a cluster.
 - Server-side apply always uses one field manager (``codepilot-operator``) with ``force=True``: the
   operator is the owner of what it renders, and a conflict with a hand edit is resolved in its favour.
-- Objects carry an input-hash annotation. An object whose annotation matches and whose live state still
-  contains every rendered field is not written again, so an idle resync costs reads, not writes.
 - 409/429/5xx and transport errors are retried with capped exponential backoff; after that the caller
   gets :class:`KubeUnavailable` and turns it into ``kopf.TemporaryError``.
 
@@ -18,8 +16,6 @@ object's apiVersion/kind (never registered globally, so it cannot clash with lig
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -31,11 +27,9 @@ from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.generic_resource import GenericNamespacedResource, create_api_info
 from lightkube.types import PatchType
 
-from codepilot_operator.api.fields import parse_quantity
-from codepilot_operator.reconcile.permissions import PERMISSIONS, Permission
+from codepilot_operator.clients.permissions import PERMISSIONS, Permission
 
 FIELD_MANAGER = "codepilot-operator"
-INPUT_HASH_ANNOTATION = "serving.codepilot.dev/input-hash"
 RETRYABLE_STATUS = frozenset({409, 429, 500, 502, 503, 504})
 
 log = logging.getLogger(__name__)
@@ -89,66 +83,6 @@ class Kind:
     @staticmethod
     def of(obj: Mapping[str, Any]) -> Kind:
         return Kind(str(obj["apiVersion"]), str(obj["kind"]))
-
-
-def input_hash(obj: Mapping[str, Any]) -> str:
-    """A hash of the rendered object, without the hash annotation itself."""
-    meta = dict(obj.get("metadata", {}))
-    annotations = {k: v for k, v in meta.get("annotations", {}).items() if k != INPUT_HASH_ANNOTATION}
-    meta["annotations"] = annotations
-    payload = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
-
-
-def with_input_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(obj)
-    meta = dict(out.get("metadata", {}))
-    meta["annotations"] = {**meta.get("annotations", {}), INPUT_HASH_ANNOTATION: input_hash(obj)}
-    out["metadata"] = meta
-    return out
-
-
-# Fields the API server stores as canonical quantities ("1.5Gi" comes back as "1536Mi").
-_QUANTITY_MAPS = frozenset({"requests", "limits"})  # every value inside is a quantity
-_QUANTITY_FIELDS = frozenset({"sizeLimit", "averageValue"})
-
-
-def _same_quantity(live: Any, desired: Any) -> bool:
-    try:
-        return parse_quantity(str(live)) == parse_quantity(str(desired))
-    except ValueError:
-        return False
-
-
-def contains(live: Any, desired: Any, *, parent: str = "", key: str = "") -> bool:
-    """True when every field of ``desired`` is present in ``live`` with the same value.
-
-    The API server adds defaults and other managers add fields; neither is drift. Lists must have the
-    same length and match element by element (a removed or reordered container is drift). Quantities
-    compare by value, because the API server stores them in canonical form.
-    """
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            k in live and contains(live[k], v, parent=key, key=k) for k, v in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    if live == desired:
-        return True
-    return (key in _QUANTITY_FIELDS or parent in _QUANTITY_MAPS) and _same_quantity(live, desired)
-
-
-def unchanged(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
-    """Whether applying ``desired`` (already carrying its hash annotation) would change nothing we own."""
-    if live is None:
-        return False
-    want = desired.get("metadata", {}).get("annotations", {}).get(INPUT_HASH_ANNOTATION)
-    have = live.get("metadata", {}).get("annotations", {}).get(INPUT_HASH_ANNOTATION)
-    return want is not None and want == have and contains(live, desired)
 
 
 def matches_labels(obj: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -231,7 +165,7 @@ class KubeClient:
     def _resource(self, kind: Kind, verb: str) -> type[GenericNamespacedResource]:
         if not allowed(self._permissions, kind.group, kind.plural, verb):
             raise PermissionDenied(
-                f"{verb} {kind.plural}.{kind.group or 'core'} is not in reconcile/permissions.py PERMISSIONS"
+                f"{verb} {kind.plural}.{kind.group or 'core'} is not in clients/permissions.py PERMISSIONS"
             )
         if kind not in self._classes:
             self._classes[kind] = _resource_class(kind)

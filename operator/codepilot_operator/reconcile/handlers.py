@@ -43,8 +43,9 @@ from codepilot_operator.reconcile.status import (
     serving_conditions,
     status_patch,
     transitions,
-    version_tracks,
 )
+from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.rollout.tracks import next_tracks
 
 DEFAULT_DRIFT_INTERVAL = 60.0
 DEFAULT_PROGRESS_INTERVAL = 15.0
@@ -64,7 +65,7 @@ class Options:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 8080  # 0: no metrics/probe server
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
-    # "Before rollout: ensure snapshot" (issue 4): with weight_snapshots on and no explicit prepare,
+    # "Before rollout: ensure snapshot": with weight_snapshots on and no explicit prepare,
     # every served version is snapshotted and verified before anything is applied (reconcile/weights.py).
     prepare: Prepare | None = None
     weight_snapshots: bool = True
@@ -181,11 +182,14 @@ async def _reconcile_locked(
     else:
         logger.debug("All %d objects unchanged", result.desired)
     updates = serving_conditions(result.readiness, result.desired)
-    snapshots = None
+    pins = None
     if result.prepared is not None:
         updates += result.prepared.conditions
-        snapshots = result.prepared.status
-    extra = version_tracks(result.codepilot, result.served, result.readiness, snapshots)
+        pins = result.prepared.status
+    cp = result.codepilot
+    new = result.served[-1].version if result.served else cp.spec.model.version
+    ready = {r.name: r.ready for r in result.readiness}
+    extra = next_tracks(cp, result.served, bool(ready.get(deployment_name(cp, new))), pins)
     _write_status(body, patch, updates, result.readiness, extra)
 
 

@@ -4,11 +4,11 @@ Every trigger (create, update, resume, the drift timer) runs this same function,
 path to test and nothing depends on which event woke the operator. It returns what it saw; the kopf
 handlers turn that into status, Events and metrics.
 
-Seam for weight snapshots (issue 4): ``prepare`` runs after the served versions are known and before
+Seam for weight snapshots: ``prepare`` runs after the served versions are known and before
 anything is rendered or applied. A "before rollout: ensure snapshot" step is one function passed as
 ``Options.prepare`` (``handlers.py``): it returns the served versions with their snapshot ids filled in,
 plus the conditions (WeightsVerified) and status fields (stableSnapshot/canarySnapshot) to write; raising
-``kopf.TemporaryError`` there stops the reconcile before any child changes (no rollout without weights).
+``PrepareFailed`` there stops the reconcile before any child changes (no rollout without weights).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
-from codepilot_operator.clients.kube import Kind, KubeClient, unchanged, with_input_hash
+from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
 from codepilot_operator.reconcile import prune
+from codepilot_operator.reconcile.drift import unchanged, with_input_hash
 from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness
 from codepilot_operator.render import ServedVersion, render, served_versions
 

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from codepilot_operator.api import CodePilot
 from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
-from codepilot_operator.render import ServedVersion
-from codepilot_operator.render.deployment import deployment_name
 
 # Init container states that will not fix themselves: the pod can never become Ready.
 _INIT_FAILURE_REASONS = frozenset({"CrashLoopBackOff", "Error", "ErrImagePull", "ImagePullBackOff"})
@@ -238,33 +235,3 @@ def transitions(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def version_tracks(
-    cp: CodePilot,
-    served: Sequence[ServedVersion],
-    readiness: Sequence[Readiness],
-    snapshots: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """status.stableVersion / canaryVersion (and the snapshot pins) after this reconcile.
-
-    ``snapshots``: the pins this reconcile decided, or None to carry over the ones in status; either way
-    a promotion moves the canary's pin to stable in the same write that makes it stable.
-
-    The new version becomes stable once every replica of its Deployment is Ready; the next reconcile
-    then stops rendering the old one and prunes it. So a version change never leaves users without a
-    Ready replica, whatever the strategy (traffic steps and analysis belong to the rollout controller).
-    """
-    if snapshots is None:  # nothing prepared (the progress timer): the pins status has now
-        pins = {"stableSnapshot": cp.status.stable_snapshot, "canarySnapshot": cp.status.canary_snapshot}
-        snapshots = {k: v.model_dump(by_alias=True, exclude_none=True) for k, v in pins.items() if v}
-    snapshots = dict(snapshots)
-    new = served[-1].version if served else cp.spec.model.version
-    ready = {r.name: r.ready for r in readiness}
-    if len(served) <= 1 or ready.get(deployment_name(cp, new)):
-        if len(served) > 1 and snapshots.get("canarySnapshot"):
-            snapshots["stableSnapshot"] = snapshots["canarySnapshot"]
-        if "stableSnapshot" in snapshots:
-            snapshots["canarySnapshot"] = None
-        return {"stableVersion": new, "canaryVersion": None, **snapshots}
-    return {"stableVersion": served[0].version, "canaryVersion": new, **snapshots}

@@ -1,4 +1,4 @@
-"""The "before rollout: ensure snapshot" step of reconcile (issue 4 wired into issue 3's seam).
+"""The "before rollout: ensure snapshot" step of reconcile.
 
 Before anything is rendered, every served version gets a verified, content-addressed weight snapshot;
 the rendered init containers then fetch the snapshot (immutable), never the mutable source prefix, and
@@ -18,13 +18,22 @@ import time
 from datetime import UTC, datetime
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
+from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason, TrackSnapshot
+from codepilot_operator.api.tracks import pin_fields, pins
 from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.reconcile.reconcile import Prepare, Prepared, PrepareFailed
 from codepilot_operator.reconcile.status import ConditionUpdate
 from codepilot_operator.render import ServedVersion
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
-from codepilot_operator.snapshots.service import Credentials, SnapshotStore, gc, snapshot_served, store_for
+from codepilot_operator.snapshots.progress import human_bytes
+from codepilot_operator.snapshots.service import (
+    Credentials,
+    SnapshotRef,
+    SnapshotStore,
+    gc,
+    snapshot_served,
+    store_for,
+)
 
 log = logging.getLogger(__name__)
 SECRET = Kind("v1", "Secret")
@@ -32,6 +41,25 @@ SNAPSHOT_RETRY_SECONDS = 60.0  # S3 problems (missing bucket, wrong key) are fix
 # A pinned snapshot is re-verified in S3 (manifest re-hashed, every blob present) at most this often; in
 # between, drift resyncs reuse status, so an idle CodePilot costs no S3 request per drift interval.
 REVERIFY_SECONDS = 600.0
+
+
+def verified_message(ref: SnapshotRef) -> str:
+    return (
+        f"version {ref.version}: snapshot {ref.id} verified "
+        f"({ref.file_count} files, {ref.size_bytes} bytes = {human_bytes(ref.size_bytes)})"
+    )
+
+
+def weights_verified(refs: list[SnapshotRef]) -> ConditionUpdate:
+    """WeightsVerified True, naming every served version's snapshot and size."""
+    message = "; ".join(verified_message(ref) for ref in refs)
+    return ConditionUpdate(
+        ConditionType.WEIGHTS_VERIFIED, ConditionStatus.TRUE, Reason.WEIGHTS_VERIFIED, message
+    )
+
+
+def track_pin(ref: SnapshotRef) -> TrackSnapshot:
+    return TrackSnapshot(version=ref.version, snapshot_id=ref.id, size_bytes=ref.size_bytes)
 
 
 def snapshot_failed_conditions(error: SnapshotError) -> list[ConditionUpdate]:
@@ -61,7 +89,7 @@ async def credentials_for(kube: KubeClient, cp: CodePilot) -> Credentials | None
 
 def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[ServedVersion]) -> Prepared:
     now = datetime.now(UTC)
-    outcome = snapshot_served(store, cp, served, now=now, generation=cp.metadata.generation)
+    outcome = snapshot_served(store, cp, served, now=now)
     try:
         # The new pins are passed explicitly: status still holds the previous ones at this point.
         result = gc(store, cp, pinned=[ref.id for ref in outcome.refs], now=now)
@@ -74,38 +102,25 @@ def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[Serv
             )
     except SnapshotError as exc:  # retention is housekeeping: it never blocks serving
         log.warning("Snapshot retention for %s/%s failed: %s", cp.metadata.namespace, cp.metadata.name, exc)
-    condition = outcome.condition
     return Prepared(
         outcome.served,
-        [
-            ConditionUpdate(
-                condition["type"],
-                ConditionStatus(condition["status"]),
-                condition["reason"],
-                condition["message"],
-            )
-        ],
-        outcome.status,
+        [weights_verified(outcome.refs)],
+        pin_fields([track_pin(ref) for ref in outcome.refs]),
     )
 
 
 def prepared_from_status(cp: CodePilot, served: list[ServedVersion]) -> Prepared | None:
     """What the last successful prepare decided, if status pins every served version and says verified."""
-    pins = {
-        track.version: track
-        for track in (cp.status.stable_snapshot, cp.status.canary_snapshot)
-        if track is not None and track.snapshot_id
-    }
+    pinned = {track.version: track for track in pins(cp.status)}
     verified = next((c for c in cp.status.conditions if c.type == ConditionType.WEIGHTS_VERIFIED), None)
     if verified is None or verified.status is not ConditionStatus.TRUE:
         return None
-    if not served or any(version.version not in pins for version in served):
+    if not served or any(version.version not in pinned for version in served):
         return None
-    tracks = [pins[version.version].model_dump(by_alias=True, exclude_none=True) for version in served]
     return Prepared(
-        [ServedVersion(v.version, pins[v.version].snapshot_id) for v in served],
+        [ServedVersion(v.version, pinned[v.version].snapshot_id) for v in served],
         [ConditionUpdate(verified.type, verified.status, verified.reason, verified.message)],
-        {"stableSnapshot": tracks[0], "canarySnapshot": tracks[1] if len(tracks) > 1 else None},
+        pin_fields([pinned[v.version] for v in served]),
     )
 
 

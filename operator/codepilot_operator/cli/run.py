@@ -12,6 +12,8 @@ import os
 import socket
 from typing import Any
 
+from codepilot_operator.cli.support import UsageError
+
 PEERING_DEFAULT_NAME = "codepilot-operator"
 
 
@@ -42,7 +44,6 @@ def _positive(text: str) -> float:
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
-    from codepilot_operator.cli import UsageError
     from codepilot_operator.reconcile.handlers import Options, register
 
     if args.kubeconfig:

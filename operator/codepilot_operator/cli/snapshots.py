@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from codepilot_operator.cli.support import EXIT_INVALID, UsageError, load_one_codepilot, print_problems
+
 if TYPE_CHECKING:
     from codepilot_operator.api import CodePilot
     from codepilot_operator.snapshots.store import SnapshotStore
-
-EXIT_INVALID = 2
 
 
 def _positive_int(text: str) -> int:
@@ -35,7 +35,6 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     """SnapshotError -> one line and its exit code; bad settings -> the CLI's usage error (exit 2)."""
 
     def run(args: argparse.Namespace) -> int:
-        from codepilot_operator.cli import UsageError
         from codepilot_operator.snapshots.errors import EXIT_CODES, FailureReason, SnapshotError
 
         try:
@@ -43,9 +42,11 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
         except SnapshotError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
-        except (ValueError, UsageError) as exc:  # printed here: works under `python -m` too
-            for line in getattr(exc, "problems", None) or [str(exc)]:
-                print(f"error: {line}", file=sys.stderr)
+        except UsageError as exc:
+            print_problems(exc.problems)
+            return EXIT_INVALID
+        except ValueError as exc:  # bad settings (an environment variable, an argument's format)
+            print_problems([str(exc)])
             return EXIT_INVALID
         except OSError as exc:
             print(f"error: {FailureReason.LOCAL_IO}: {exc}", file=sys.stderr)
@@ -96,13 +97,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _codepilot(args: argparse.Namespace) -> CodePilot:
-    from codepilot_operator.cli import UsageError, _load
-
-    codepilots = _load([args.file])
-    if len(codepilots) != 1:
-        raise UsageError(f"{args.file}: expected one CodePilot, found {len(codepilots)}")
-    cp: CodePilot = codepilots[0]
-    return cp
+    return load_one_codepilot(args.file)
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
@@ -162,12 +157,12 @@ def cmd_snapshot_create(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot_list(args: argparse.Namespace) -> int:
+    from codepilot_operator.api.tracks import pinned_snapshot_ids
     from codepilot_operator.snapshots.progress import human_bytes
-    from codepilot_operator.snapshots.service import pinned_snapshots
 
     cp = _codepilot(args)
     now = _now(args)
-    pins = pinned_snapshots(cp)
+    pins = pinned_snapshot_ids(cp.status)
     rows = [["ID", "CREATED", "AGE", "SIZE", "FILES", "VERSIONS", "PINNED"]]
     for info in _store(args, cp).list_snapshots():
         rows.append(
@@ -208,9 +203,10 @@ def cmd_snapshot_verify(args: argparse.Namespace) -> int:
 
 def cmd_snapshot_gc(args: argparse.Namespace) -> int:
     from codepilot_operator.api.fields import parse_duration
+    from codepilot_operator.api.tracks import pinned_snapshot_ids
     from codepilot_operator.snapshots.progress import human_bytes
     from codepilot_operator.snapshots.retention import RetentionPolicy
-    from codepilot_operator.snapshots.service import pinned_snapshots, retention_policy
+    from codepilot_operator.snapshots.service import retention_policy
 
     cp = _codepilot(args)
     policy = retention_policy(cp)
@@ -219,7 +215,7 @@ def cmd_snapshot_gc(args: argparse.Namespace) -> int:
     if args.max_age is not None:
         policy = RetentionPolicy(policy.keep_last, timedelta(seconds=parse_duration(args.max_age)))
     result = _store(args, cp).gc(
-        pinned_snapshots(cp) | set(args.pin), policy, _now(args), dry_run=args.dry_run
+        pinned_snapshot_ids(cp.status) | set(args.pin), policy, _now(args), dry_run=args.dry_run
     )
     rows = [["ID", "ACTION", "WHY"]]
     rows += [[i, "keep", ", ".join(why)] for i, why in result.kept.items()]

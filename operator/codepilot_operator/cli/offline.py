@@ -1,0 +1,60 @@
+"""``codepilot render | validate | crd``: everything that needs no cluster and no S3."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from codepilot_operator.render import render
+
+    objects = [obj for cp in load_codepilots(args.files) for obj in render(cp)]
+    if args.output == "json":
+        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
+    else:
+        text = dump_yaml_stream(objects)
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for cp in load_codepilots(args.files):
+        print(f"{cp.metadata.namespace}/{cp.metadata.name}: valid", file=sys.stderr)
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from codepilot_operator.api.crd import crd
+
+    text = dump_yaml_stream([crd()])
+    if args.output:
+        target = Path(args.output)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)  # all or nothing: never a half-written CRD file
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "render", help="print every Kubernetes object a CodePilot needs (no cluster needed)"
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="CodePilot manifest(s); - for stdin")
+    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.set_defaults(handler=cmd_render)
+
+    p = subparsers.add_parser("validate", help="check CodePilot manifests against the API")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(handler=cmd_validate)
+
+    p = subparsers.add_parser("crd", help="print the CustomResourceDefinition generated from the API types")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE atomically instead of stdout")
+    p.set_defaults(handler=cmd_crd)
