@@ -53,3 +53,26 @@ def load_example(path: Path) -> CodePilot:
 def validate_builtin(obj: dict[str, Any]) -> None:
     """Strict schema validation of a built-in kind; a kind without a schema raises (counts as failure)."""
     kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def validate_gateway_api(objects: list[dict[str, Any]]) -> list[str]:
+    """Problems of Gateway API objects against the upstream schemas (an npm package of generated models,
+    installed into tests/js by scripts/install-test-deps.sh); empty when every object is valid."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None or not (REPO / "tests" / "js" / "node_modules").is_dir():
+        raise RuntimeError("the Gateway API validator is not installed: run scripts/install-test-deps.sh")
+    result = subprocess.run(
+        [node, str(REPO / "tests" / "js" / "validate.js")],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode not in (0, 3) or (result.returncode == 3) != bool(result.stdout.strip()):
+        raise RuntimeError(f"validator crashed: {result.stderr[-2000:]}")
+    return result.stdout.splitlines()

@@ -75,6 +75,7 @@ class Api:
             "servicemonitors": "/apis/monitoring.coreos.com/v1",
             "prometheusrules": "/apis/monitoring.coreos.com/v1",
             "scaledobjects": "/apis/keda.sh/v1alpha1",
+            "httproutes": "/apis/gateway.networking.k8s.io/v1",
         }.get(plural, "/api/v1")
         path = f"{base}/namespaces/{namespace}/{plural}"
         return f"{path}/{name}" if name else path

@@ -262,21 +262,114 @@ class RolloutStep(SpecModel):
     pause: Duration = Field(default="5m", description="How long to hold this weight while analysing.")
 
 
-class AnalysisSpec(SpecModel):
-    """Thresholds the canary must meet, compared with the stable version in Prometheus."""
+class StallAction(StrEnum):
+    HOLD = "Hold"
+    ROLLBACK = "Rollback"
 
-    interval: Duration = "1m"
+
+class AnalysisSpec(SpecModel):
+    """How the canary is judged against the stable version, from Triton's own counters in Prometheus.
+
+    An interval is judged only on samples taken after the current weight took effect; one with fewer
+    than ``minRequests`` canary requests, or no answer from Prometheus, is inconclusive: it neither
+    fails nor advances the step.
+    """
+
+    interval: Duration = Field(default="1m", description="How often the canary is analysed.")
+    prometheus_url: (
+        Annotated[str, Field(max_length=512, pattern=r"^https?://[^\s/@]+(:[0-9]+)?(/\S*)?$")] | None
+    ) = Field(
+        default=None,
+        description="Prometheus HTTP API base URL; default: the operator's --prometheus-url.",
+    )
     max_error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
-        default=0.01, description="Highest failed/total request ratio tolerated on the canary."
+        default=0.01,
+        description=(
+            "Highest failed/total request ratio tolerated on the canary (client cancellations excluded). "
+            "The canary fails on errors only when it is over this AND significantly worse than stable."
+        ),
+    )
+    significance: Annotated[float, Field(gt=0, le=0.5)] = Field(
+        default=0.05,
+        description="p-value below which the canary's error ratio counts as worse than stable's.",
     )
     max_latency_ratio: Annotated[float, Field(ge=1, le=100)] = Field(
-        default=1.2, description="Highest canary/stable mean latency ratio tolerated."
+        default=1.2,
+        description="Highest canary/stable ratio of mean latency (and of p95 time to first response).",
     )
-    min_requests: Annotated[int, Field(ge=0)] = Field(
+    max_latency: Duration | None = Field(
+        default=None,
+        description="Highest mean canary latency tolerated; default: spec.alerts.latency.threshold.",
+    )
+    min_requests: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
         default=20, description="Requests the canary must serve in an interval before a check counts."
     )
     failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
-        default=3, description="Failed checks before the rollout is rolled back."
+        default=3, description="Consecutive failed checks that roll the canary back."
+    )
+    stall_timeout: Duration = Field(
+        default="30m",
+        description="How long a step may stay without a conclusive analysis before onStall applies.",
+    )
+    on_stall: StallAction = Field(
+        default=StallAction.HOLD,
+        description="Hold (pause, wait for a human) or Rollback when a step stalls.",
+    )
+
+
+class ParentReference(SpecModel):
+    """A Gateway the HTTPRoute attaches to (gateway.networking.k8s.io ParentReference, Gateway kind)."""
+
+    name: ObjectName
+    namespace: Annotated[str, Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] | None = None
+    section_name: Annotated[str, Field(max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class GatewayTraffic(SpecModel):
+    """Route traffic with a Gateway API HTTPRoute: exact weights and header pinning."""
+
+    parent_refs: list[ParentReference] = Field(min_length=1, max_length=32)
+    hostnames: list[
+        Annotated[
+            str,
+            Field(
+                max_length=253,
+                pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+            ),
+        ]
+    ] = Field(default_factory=list, max_length=16)
+
+
+class TrafficSpec(SpecModel):
+    """How traffic is split between the stable version and the canary."""
+
+    gateway: GatewayTraffic | None = Field(
+        default=None,
+        description=(
+            "Split by weight in a Gateway API HTTPRoute; without it, by replica ratio behind the Service."
+        ),
+    )
+    max_surge: Annotated[int, Field(ge=0, le=100)] = Field(
+        default=1,
+        description=(
+            "Replicas allowed beyond the stable count during a rollout; 0 takes one stable replica out "
+            "before the first canary replica is ready."
+        ),
+    )
+    version_header: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    ] = Field(
+        default="x-codepilot-version",
+        description="Request header that pins a request to a version (Gateway routing).",
+    )
+
+
+class ABTestSpec(SpecModel):
+    """A fixed split for an A/B test; promotion and abort are manual."""
+
+    weight: Annotated[int, Field(ge=1, le=99)] = Field(
+        default=50, description="Percent of traffic sent to the new version."
     )
 
 
@@ -299,6 +392,8 @@ class RolloutSpec(SpecModel):
     strategy: RolloutStrategy = RolloutStrategy.CANARY
     steps: list[RolloutStep] = Field(default_factory=_default_steps, max_length=20)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    traffic: TrafficSpec = Field(default_factory=TrafficSpec)
+    ab_test: ABTestSpec = Field(default_factory=ABTestSpec)
 
     @model_validator(mode="after")
     def _weights_increase(self) -> Self:
@@ -375,6 +470,7 @@ class CodePilotSpec(SpecModel):
 
 __all__ = [
     "DNS1123_SUBDOMAIN_PATTERN",
+    "ABTestSpec",
     "AlertsSpec",
     "AnalysisSpec",
     "AutoscalingSpec",
@@ -389,4 +485,6 @@ __all__ = [
     "ScalingProvider",
     "ScalingSignal",
     "SnapshotRetention",
+    "StallAction",
+    "TrafficSpec",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -72,6 +72,81 @@ class TrackSnapshot(StatusModel):
     size_bytes: int | None = None
 
 
+class RolloutPhase(StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+
+
+class Verdict(StrEnum):
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class VersionSample(StatusModel):
+    """What Prometheus showed of one version over the analysis window (Triton's own counters)."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    error_ratio: float | None = None
+    mean_latency_seconds: float | None = None
+    mean_queue_seconds: float | None = None
+    ttft_p95_seconds: float | None = None
+
+
+class AnalysisResult(StatusModel):
+    """One analysis of the canary against stable: the numbers, the thresholds, and what broke."""
+
+    time: datetime
+    verdict: Verdict
+    reason: str = ""  # CamelCase: ErrorRate, Latency, NoTraffic, PrometheusUnreachable, NoData, ...
+    message: str = ""
+    window_seconds: float = 0.0
+    canary: VersionSample | None = None
+    stable: VersionSample | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+
+
+class RolloutAction(StatusModel):
+    action: str
+    time: datetime
+    result: str = ""
+
+
+class RolloutStatus(StatusModel):
+    """Where the rollout of ``version`` is; the operator resumes from here after a restart."""
+
+    phase: RolloutPhase
+    version: str  # the new version (the canary)
+    stable_version: str | None = None
+    strategy: str = ""
+    step: int = 0  # index into spec.rollout.steps
+    weight: Annotated[int, Field(ge=0, le=100)] = 0  # requested percent of traffic to the canary
+    # achieved: the HTTPRoute's weight (Gateway), or the canary's share of Ready pods (replica ratio)
+    actual_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    started_at: datetime | None = None
+    step_started_at: datetime | None = None  # when the current weight took effect (None: not yet)
+    step_progress_seconds: float = 0.0  # conclusive analysis time held at this step (the step's clock)
+    last_analysis_at: datetime | None = None
+    conclusive_at: datetime | None = None  # last conclusive analysis (stall detection)
+    consecutive_failures: int = 0
+    stable_replicas: int | None = None  # replicas (with an HPA: its minReplicas) this step runs
+    canary_replicas: int | None = None
+    stable_max_replicas: int | None = None  # HPA maxReplicas while an HPA scales the versions
+    canary_max_replicas: int | None = None
+    last_analysis: AnalysisResult | None = None
+    message: str = ""
+    paused_reason: str = ""
+    rejected_version: str | None = (
+        None  # rolled back or aborted: not retried until spec.model.version changes
+    )
+    last_action: RolloutAction | None = None
+
+
 class CodePilotStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
@@ -86,3 +161,9 @@ class CodePilotStatus(StatusModel):
     ready_replicas: int | None = None
     stable_snapshot: TrackSnapshot | None = None
     canary_snapshot: TrackSnapshot | None = None
+    # spec.model and spec.runtime the stable version was promoted with: it keeps serving exactly that
+    # while a new version rolls out (kept as written; parsed by api/tracks.py, which falls back to spec)
+    stable_template: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    rollout: RolloutStatus | None = None

@@ -48,6 +48,12 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("keda.sh", "scaledobjects", CHILD_VERBS, "autoscaling.provider KEDA"),
     Permission(
+        "gateway.networking.k8s.io",
+        "httproutes",
+        CHILD_VERBS,
+        "rollout traffic split by weight when spec.rollout.traffic.gateway is set",
+    ),
+    Permission(
         "",
         "secrets",
         frozenset({"get"}),

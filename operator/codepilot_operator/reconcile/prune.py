@@ -25,6 +25,7 @@ MANAGED_KINDS: tuple[Kind, ...] = (
     Kind("monitoring.coreos.com/v1", "ServiceMonitor"),
     Kind("monitoring.coreos.com/v1", "PrometheusRule"),
     Kind("keda.sh/v1alpha1", "ScaledObject"),
+    Kind("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 

@@ -13,24 +13,30 @@ from codepilot_operator.render.configmap import model_config_map
 from codepilot_operator.render.deployment import deployment
 from codepilot_operator.render.monitoring import autoscaler, monitoring_objects
 from codepilot_operator.render.pdb import pod_disruption_budget
-from codepilot_operator.render.served import ServedVersion, served_versions
+from codepilot_operator.render.route import route_objects
+from codepilot_operator.render.served import ServedVersion, for_version, served_versions
 from codepilot_operator.render.service import entry_service, version_service
 
 __all__ = ["ServedVersion", "render", "served_versions"]
 
 
 def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dict[str, Any]]:
-    """Every child object of ``cp``, in a stable order (dependencies before dependents)."""
+    """Every child object of ``cp``, in a stable order (dependencies before dependents).
+
+    Per-version objects are rendered from the spec that version is served with (``for_version``).
+    """
     versions = served if served is not None else served_versions(cp)
     objects: list[dict[str, Any]] = []
     for item in versions:
-        objects.append(model_config_map(cp, item))
+        objects.append(model_config_map(for_version(cp, item), item))
     objects.append(entry_service(cp))
     for item in versions:
-        objects.append(version_service(cp, item))
-        objects.append(deployment(cp, item))
+        own = for_version(cp, item)
+        objects.append(version_service(own, item))
+        objects.append(deployment(own, item))
         if cp.spec.autoscaling.enabled:
             objects.append(autoscaler(cp, item))
+    objects.extend(route_objects(cp, versions))
     objects.append(pod_disruption_budget(cp))
     objects.extend(monitoring_objects(cp, versions))
     return objects

@@ -180,7 +180,8 @@ def deployment(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
         },
     }
     if not cp.spec.autoscaling.enabled:
-        spec = {"replicas": cp.spec.autoscaling.min_replicas, **spec}
+        replicas = served.replicas if served.replicas is not None else cp.spec.autoscaling.min_replicas
+        spec = {"replicas": replicas, **spec}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

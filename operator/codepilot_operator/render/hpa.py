@@ -82,10 +82,19 @@ def behavior(cp: CodePilot) -> dict[str, Any]:
     }
 
 
-def min_replicas(cp: CodePilot) -> int:
+def min_replicas(cp: CodePilot, served: ServedVersion | None = None) -> int:
     """HPA minReplicas 0 needs the HPAScaleToZero gate, and a pod-level signal cannot wake a version
-    that has no pods, so the floor is one replica."""
+    that has no pods, so the floor is one replica. During a rollout each version's bounds are its
+    share (``served.replicas`` / ``max_replicas``, rollout/capacity.py)."""
+    if served is not None and served.replicas is not None:
+        return max(1, served.replicas)
     return max(1, cp.spec.autoscaling.min_replicas)
+
+
+def max_replicas(cp: CodePilot, served: ServedVersion | None = None) -> int:
+    if served is not None and served.max_replicas is not None:
+        return max(min_replicas(cp, served), served.max_replicas)
+    return cp.spec.autoscaling.max_replicas
 
 
 def horizontal_pod_autoscaler(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
@@ -96,8 +105,8 @@ def horizontal_pod_autoscaler(cp: CodePilot, served: ServedVersion) -> dict[str,
         "metadata": object_meta(cp, name, version_labels(cp, served.version)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": min_replicas(cp),
-            "maxReplicas": cp.spec.autoscaling.max_replicas,
+            "minReplicas": min_replicas(cp, served),
+            "maxReplicas": max_replicas(cp, served),
             "metrics": [hpa_metric(cp)],
             "behavior": behavior(cp),
         },

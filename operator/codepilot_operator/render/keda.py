@@ -12,7 +12,7 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot, ScalingSignal
 from codepilot_operator.render.deployment import deployment_name
-from codepilot_operator.render.hpa import behavior, min_replicas
+from codepilot_operator.render.hpa import behavior, max_replicas, min_replicas
 from codepilot_operator.render.names import object_meta, version_labels
 from codepilot_operator.render.rules_common import VERSION, number, selector
 from codepilot_operator.render.served import ServedVersion
@@ -54,8 +54,8 @@ def scaled_object(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "pollingInterval": POLLING_SECONDS,
-            "minReplicaCount": min_replicas(cp),
-            "maxReplicaCount": cp.spec.autoscaling.max_replicas,
+            "minReplicaCount": min_replicas(cp, served),
+            "maxReplicaCount": max_replicas(cp, served),
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(cp)}},
             "triggers": [keda_trigger(cp, served.version)],
         },

@@ -1,0 +1,59 @@
+"""PromQL for the canary analysis: Triton's raw counters, never the recording rules.
+
+A user's Prometheus may not load our PrometheusRule (another namespace selector, no Prometheus
+Operator), so the analysis reads the series Triton exports, selected by the labels the ServiceMonitor
+puts on them (``namespace``, ``codepilot``, ``version``). One query per counter returns every served
+version at once (``sum by (version)``). Client cancellations are excluded from failures, as in the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from codepilot_operator.render.rules_common import CODEPILOT, NAMESPACE, VERSION
+from codepilot_operator.render.rules_recording import DURATION_US, FAILURE, QUEUE_US, SUCCESS
+
+FIRST_RESPONSE_HISTOGRAM = "nv_inference_first_response_histogram_ms"
+QUANTILE = 0.95
+
+
+@dataclass(frozen=True)
+class Queries:
+    success: str
+    failure: str
+    duration_us: str
+    queue_us: str
+    ttft_p95_seconds: str
+
+    def all(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+def _regex(values: list[str]) -> str:
+    """A PromQL string holding an anchored alternation (a dot in a version must not match anything)."""
+    return "|".join(re.escape(v).replace("\\", "\\\\") for v in sorted(set(values)))
+
+
+def window_literal(seconds: float) -> str:
+    return f"{max(1, round(seconds))}s"
+
+
+def analysis_queries(namespace: str, codepilot: str, versions: list[str], window_seconds: float) -> Queries:
+    selector = f'{NAMESPACE}="{namespace}", {CODEPILOT}="{codepilot}", {VERSION}=~"{_regex(versions)}"'
+    window = window_literal(window_seconds)
+
+    def increase(metric: str, extra: str = "") -> str:
+        return f"sum by ({VERSION}) (increase({metric}{{{selector}{extra}}}[{window}]))"
+
+    ttft = (
+        f"histogram_quantile({QUANTILE}, sum by ({VERSION}, le) "
+        f"(increase({FIRST_RESPONSE_HISTOGRAM}_bucket{{{selector}}}[{window}]))) / 1000"
+    )
+    return Queries(
+        success=increase(SUCCESS),
+        failure=increase(FAILURE, ', reason!="CANCELED"'),
+        duration_us=increase(DURATION_US),
+        queue_us=increase(QUEUE_US),
+        ttft_p95_seconds=ttft,
+    )
