@@ -114,7 +114,9 @@ class Stats:
         self.requests[verb] = self.requests.get(verb, 0) + 1
 
 
-def _resource_class(kind: Kind) -> type[GenericNamespacedResource]:
+def resource_class(kind: Kind) -> type[GenericNamespacedResource]:
+    """A lightkube resource class for ``kind``, never registered globally (no clash with lightkube's)."""
+
     class Resource(GenericNamespacedResource):
         _api_info = create_api_info(kind.group, kind.version, kind.kind, kind.plural)
 
@@ -168,7 +170,7 @@ class KubeClient:
                 f"{verb} {kind.plural}.{kind.group or 'core'} is not in clients/permissions.py PERMISSIONS"
             )
         if kind not in self._classes:
-            self._classes[kind] = _resource_class(kind)
+            self._classes[kind] = resource_class(kind)
         return self._classes[kind]
 
     async def _call(self, verb: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
