@@ -452,6 +452,10 @@ class CodePilotSpec(SpecModel):
                 "self.model.backend != 'tensorrtllm' || self.runtime.gpus >= 1",
                 "the tensorrtllm backend needs runtime.gpus >= 1",
             ),
+            (
+                "self.rollout.traffic.maxSurge >= 1 || self.autoscaling.minReplicas >= 2",
+                "rollout.traffic.maxSurge 0 needs autoscaling.minReplicas >= 2",
+            ),
         )
     )
 
@@ -465,6 +469,15 @@ class CodePilotSpec(SpecModel):
     def _trtllm_needs_gpu(self) -> Self:
         if self.model.backend is Backend.TENSORRTLLM and self.runtime.gpus < 1:
             raise ValueError("the tensorrtllm backend needs runtime.gpus >= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _surge_zero_needs_two_replicas(self) -> Self:
+        if self.rollout.traffic.max_surge == 0 and self.autoscaling.min_replicas < 2:
+            raise ValueError(
+                "rollout.traffic.maxSurge 0 needs autoscaling.minReplicas >= 2: with one replica, the only "
+                "one would stop before its replacement is Ready"
+            )
         return self
 
 
