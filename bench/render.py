@@ -1,8 +1,12 @@
-"""Render time per CodePilot over 1000 varied specs (goal: under 1 ms each).
+"""Render time per CodePilot over 1000 varied specs (goal: under 1 ms each), and ``codepilot render``
+as a process, YAML against JSON output, in the same run (goal: <= 2 ms per CodePilot end to end).
 
-Parsing and rendering are measured separately, on the same specs, in one run:
-    python3 bench/render.py [--count 1000] [--repeat 5]
-Prints the median over repeats of the per-CodePilot time for parse, render, and both.
+    python3 bench/render.py [--count 1000] [--repeat 5] [--cli-count 200]
+
+Prints the median over repeats of the per-CodePilot time for parse, render, and both; then, for the
+CLI, the time of ``codepilot render`` on one file of ``--cli-count`` CodePilots minus the time on a
+file of one (process start and imports aside), per CodePilot, for -o yaml and -o json, and the same
+YAML printed by PyYAML's pure-Python emitter for comparison.
 """
 
 from __future__ import annotations
@@ -11,8 +15,14 @@ import argparse
 import copy
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from codepilot_operator.loader import parse_codepilot
 from codepilot_operator.render import render
@@ -74,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cli-count", type=int, default=200, help="CodePilots in the CLI's input file")
     args = parser.parse_args()
     docs = varied_specs(args.count)
     parsed = [parse_codepilot(d) for d in docs]
@@ -90,6 +101,42 @@ def main() -> None:
     print(f"  parse  : {statistics.median(parse_times) * 1e3:.3f} ms per CodePilot")
     print(f"  render : {statistics.median(render_times) * 1e3:.3f} ms per CodePilot")
     print(f"  both   : {statistics.median(both_times) * 1e3:.3f} ms per CodePilot (goal < 1 ms)")
+    cli(docs[: args.cli_count], args.repeat)
+
+
+def _process_seconds(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def cli(docs: list[dict[str, Any]], repeat: int) -> None:
+    """``codepilot render`` as a user runs it; the marginal cost per CodePilot, process start aside."""
+    from codepilot_operator.cli.support import dump_yaml_stream
+
+    with tempfile.TemporaryDirectory() as tmp:
+        many, one = Path(tmp) / "many.yaml", Path(tmp) / "one.yaml"
+        many.write_text(yaml.safe_dump_all(docs))
+        one.write_text(yaml.safe_dump_all(docs[:1]))
+        command = [sys.executable, "-m", "codepilot_operator.cli", "render"]
+        results: dict[str, list[float]] = {"yaml": [], "json": []}
+        for _ in range(repeat):
+            for output in results:
+                full = _process_seconds([*command, str(many), "-o", output])
+                base = _process_seconds([*command, str(one), "-o", output])
+                results[output].append((full - base) / (len(docs) - 1))
+    objects = [o for d in docs for o in render(parse_codepilot(d))]
+    start = time.perf_counter()
+    yaml.dump_all(objects, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False, width=1_000_000)
+    pure = (time.perf_counter() - start) / len(docs)
+    start = time.perf_counter()
+    dump_yaml_stream(objects)
+    ours = (time.perf_counter() - start) / len(docs)
+    print(f"codepilot render as a process, {len(docs)} CodePilots in one file, median of {repeat} runs:")
+    for output, times in results.items():
+        print(f"  -o {output:4}: {statistics.median(times) * 1e3:.3f} ms per CodePilot (process start aside)")
+    print(f"  YAML printing alone: {ours * 1e3:.3f} ms per CodePilot")
+    print(f"  PyYAML's pure-Python emitter, same objects: {pure * 1e3:.3f} ms per CodePilot")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.status import CodePilotStatus, TrackSnapshot
@@ -219,3 +220,20 @@ def test_version_slugs_never_collide() -> None:
     assert version_slug("V1") != version_slug("v1")
     assert len(dns_label("a" * 80)) == 63
     assert dns_label("a" * 80) != dns_label("a" * 81)
+
+
+def test_yaml_output_has_no_anchors_and_holds_the_json_documents() -> None:
+    """An object used twice (a Deployment's labels and its pod template's) is written twice: readers such
+    as kubectl diffs and code review tools show anchors as noise, and some YAML tools reject them."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*args: str) -> str:
+        command = [sys.executable, "-m", "codepilot_operator.cli", "render", *args, *map(str, EXAMPLES)]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    text = run()
+    events = list(yaml.parse(text))
+    assert not [e for e in events if isinstance(e, yaml.AliasEvent) or getattr(e, "anchor", None)]
+    assert list(yaml.safe_load_all(text)) == json.loads(run("-o", "json"))["items"]
