@@ -54,6 +54,9 @@ def _structural_problems(node: dict[str, Any], path: str = "") -> list[str]:
     for bound in ("exclusiveMinimum", "exclusiveMaximum"):
         if bound in node and not isinstance(node[bound], bool):
             problems.append(f"{path}: {bound} must be a boolean in OpenAPI v3.0")
+    for unsupported in ("patternProperties", "propertyNames", "$defs", "definitions"):
+        if unsupported in node:
+            problems.append(f"{path}: {unsupported} is not part of a structural schema")
     if node.get("nullable") is True or node.get("type") == "null":
         problems.append(f"{path}: null types are not used")
     for name, sub in node.get("properties", {}).items():
@@ -86,7 +89,10 @@ def test_crd_identity_and_subresources() -> None:
 def test_cross_field_rules_are_cel_in_the_schema() -> None:
     spec = _schema()["properties"]["spec"]
     rules = [r["rule"] for r in spec["properties"]["autoscaling"]["x-kubernetes-validations"]]
-    assert rules == ["self.maxReplicas >= self.minReplicas"]
+    assert rules == [
+        "self.maxReplicas >= self.minReplicas",
+        "self.signal != 'cpu' || !has(self.target) || self.target >= 1.0",
+    ]
     assert spec["x-kubernetes-validations"][0]["message"] == "the tensorrtllm backend needs runtime.gpus >= 1"
 
 
