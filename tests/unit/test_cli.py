@@ -245,25 +245,38 @@ RSS_LIMIT_MB = 200
 
 
 def _peak_rss_mb(args: list[str], tmp_path: Path) -> tuple[int, str, float]:
-    """Run the CLI in a child capped at 2 GiB of address space; its own peak RSS, from wait4's rusage."""
-    import os
+    """Run the CLI in a child capped at 2 GiB of address space; the peak RSS of its own memory.
+
+    The child reports VmHWM from /proc at exit: rusage's ru_maxrss would not do, Linux carries the
+    forking pytest process's high-water mark over fork and exec into it.
+    """
     import resource
 
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
+    report = tmp_path / "vmhwm"
+    launcher = (
+        "import atexit, runpy, sys\n"
+        "def hwm():\n"
+        "    line = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+        f"    open({str(report)!r}, 'w').write(line.split()[1])\n"
+        "atexit.register(hwm)\n"
+        f"sys.argv = ['codepilot', *{args!r}]\n"
+        "runpy.run_module('codepilot_operator.cli', run_name='__main__')\n"
+    )
     err = tmp_path / "stderr"
     with err.open("w") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "codepilot_operator.cli", *args],
+        child = subprocess.run(
+            [sys.executable, "-c", launcher],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
             cwd=REPO,
             preexec_fn=cap,
+            timeout=120,
+            check=False,
         )
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    return child.returncode, err.read_text(), usage.ru_maxrss / 1024  # KiB on Linux
+    return child.returncode, err.read_text(), int(report.read_text()) / 1024  # VmHWM is in kB
 
 
 @pytest.mark.parametrize(

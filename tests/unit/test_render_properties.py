@@ -296,6 +296,8 @@ def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
         if isinstance(node, list):
             while len(node) <= part:
                 node.append({} if isinstance(following, str) else [])
+            if not isinstance(node[part], dict | list):  # an earlier mutation put a scalar here
+                node[part] = [] if isinstance(following, int) else {}
             node = node[part]
         else:
             if not isinstance(node.get(part), dict | list):
