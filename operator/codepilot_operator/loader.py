@@ -2,6 +2,11 @@
 
 Users meet these messages in the CLI and in the operator's Degraded condition, so every problem names
 the field path it concerns (``spec.runtime.gpus: ...``) and never carries a traceback.
+
+The text is untrusted: what one document may cost is bounded before it is paid. Its size (the API
+server's own request limit), its nesting depth (PyYAML composes recursively) and its node count with
+aliases expanded (a 400-byte "billion laughs" file is 387 million nodes once anything walks it) are
+capped while composing, and no message formats a whole value.
 """
 
 from __future__ import annotations
@@ -11,8 +16,20 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
+from codepilot_operator.api.fields import preview
+
+# The API server refuses request bodies above 3 MiB; a larger file cannot be a CodePilot to apply.
+MAX_MANIFEST_BYTES = 3 * 1024 * 1024
+# A CodePilot is 7 levels deep; 64 leaves room for any annotation and stays far from Python's stack.
+MAX_DEPTH = 64
+# A CodePilot has a few hundred nodes; a stream of many stays well below this, a bomb does not.
+MAX_NODES = 100_000
+MAX_PROBLEMS = 20
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class InvalidCodePilot(ValueError):
@@ -23,13 +40,96 @@ class InvalidCodePilot(ValueError):
         self.problems = problems
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts what it composes and refuses duplicate keys.
+
+    Every composed node costs one; an alias costs the size its anchor had once expanded, so the count is
+    what a consumer walking the data would meet. Recursive aliases are refused outright: JSON, and so
+    the API server, cannot hold a cycle.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._expanded: dict[int, int] = {}  # id(anchored node) -> nodes it stands for, once complete
+
+    def _spend(self, count: int, mark: Any) -> None:
+        self._nodes += count
+        if self._nodes > MAX_NODES:
+            raise ComposerError(
+                None, None, f"more than {MAX_NODES} nodes once aliases are expanded; not a CodePilot", mark
+            )
+
+    def compose_document(self) -> Any:
+        self._expanded.clear()  # anchors are per document; ids of freed nodes may be reused
+        return super().compose_document()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                size = self._expanded.get(id(target))
+                if size is None:
+                    raise ComposerError(
+                        None,
+                        None,
+                        f"alias *{preview(event.anchor)[1:-1]} refers to a node that contains it",
+                        mark,
+                    )
+                self._spend(size, mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        before = self._nodes
+        self._spend(1, event.start_mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if event.anchor is not None:
+            self._expanded[id(node)] = self._nodes - before
+        return node
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:  # int() of 5000 digits, a 30th of February
+            reason = str(exc).split(":")[0][:80]
+            raise ConstructorError(None, None, f"cannot read this value: {reason}", node.start_mark) from None
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue  # keys merged from `<<: *base` may be overridden, as YAML specifies
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor reports it
+                if first is not key_node.start_mark:
+                    raise ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {preview(key)} (first at line {first.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep)
+
+
 def _path(loc: Iterable[int | str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = part if len(part) <= 60 else part[:60] + "..."  # a key is user input too
+            out += f".{name}" if out else name
     return out or "(root)"
 
 
@@ -42,12 +142,23 @@ def _message(error: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _capped(problems: list[str]) -> list[str]:
+    """A document with ten thousand wrong keys gets a readable answer, not ten thousand lines."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
+
+
 def validation_problems(exc: ValidationError) -> list[str]:
     problems = []
-    for error in exc.errors(include_url=False):
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
         loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        problems.append(f"{_path(loc)}: {_message(dict(error))}")
-    return problems
+        message = _message(dict(error))
+        if len(loc) >= 2 and loc[-1] == "[key]":  # a map key is wrong, not the value under it
+            message = f"key {preview(loc[-2])}: {message}"
+            loc = loc[:-2]
+        problems.append(f"{_path(loc)}: {message}")
+    return _capped(problems)
 
 
 def parse_codepilot(document: Any) -> CodePilot:
@@ -57,9 +168,9 @@ def parse_codepilot(document: Any) -> CodePilot:
     problems = []
     kind, api_version = document.get("kind"), document.get("apiVersion")
     if kind != KIND:
-        problems.append(f"kind: expected {KIND}, got {kind!r}")
+        problems.append(f"kind: expected {KIND}, got {preview(kind)}")
     if api_version != API_VERSION:
-        problems.append(f"apiVersion: expected {API_VERSION}, got {api_version!r}")
+        problems.append(f"apiVersion: expected {API_VERSION}, got {preview(api_version)}")
     if problems:
         raise InvalidCodePilot(problems)
     try:
@@ -68,15 +179,29 @@ def parse_codepilot(document: Any) -> CodePilot:
         raise InvalidCodePilot(validation_problems(exc)) from None
 
 
-def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
-    """Every CodePilot in a YAML stream; problems of all documents are reported together."""
+def too_large(source: str) -> str:
+    limit = f"{MAX_MANIFEST_BYTES // 2**20} MiB"
+    return f"{source}: larger than {limit} (the API server's request limit); not a CodePilot"
+
+
+def load_yaml_documents(text: str, source: str = "<stdin>") -> list[Any]:
+    """The non-empty documents of a YAML stream, within the budgets above, or one problem."""
+    if len(text) > MAX_MANIFEST_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
+        raise InvalidCodePilot([too_large(source)])
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidCodePilot([f"{source}:{where}: invalid YAML: {problem}"]) from None
+        if len(problem) > 120:
+            problem = problem[:120] + "..."
+        raise InvalidCodePilot([f"{source}:{where} invalid YAML: {problem}"]) from None
+
+
+def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
+    """Every CodePilot in a YAML stream; problems of all documents are reported together."""
+    documents = load_yaml_documents(text, source)
     if not documents:
         raise InvalidCodePilot([f"{source}: no CodePilot found (the file is empty)"])
     parsed: list[CodePilot] = []
@@ -88,5 +213,5 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
         except InvalidCodePilot as exc:
             problems.extend(f"{label}: {p}" for p in exc.problems)
     if problems:
-        raise InvalidCodePilot(problems)
+        raise InvalidCodePilot(_capped(problems))
     return parsed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from codepilot_operator.api import Backend, RolloutStrategy, ScalingSignal
@@ -81,9 +83,10 @@ def test_wrong_kind_and_api_version_are_reported_together() -> None:
     ]
 
 
-def test_quantities_accept_yaml_numbers_like_kubernetes() -> None:
+def test_quantities_accept_yaml_integers_like_the_crd() -> None:
+    """The CRD types a quantity as int-or-string: an integer passes, a float is refused (see below)."""
     cp = codepilot(
-        **{"spec.runtime.resources": {"requests": {"cpu": 2, "memory": "2Gi"}, "limits": {"cpu": 4.5}}}
+        **{"spec.runtime.resources": {"requests": {"cpu": 2, "memory": "2Gi"}, "limits": {"cpu": "4.5"}}}
     )
     assert cp.spec.runtime.resources.requests.cpu == "2"
     assert cp.spec.runtime.resources.limits.cpu == "4.5"
@@ -125,3 +128,207 @@ def test_durations(text: str, seconds: float) -> None:
 )
 def test_quantities(text: str, value: float) -> None:
     assert float(parse_quantity(text)) == value
+
+
+# -- values the API server (or Kubernetes behind it) would refuse are refused here first -------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # strings, floats and booleans where the CRD says integer / number / boolean
+        ({"spec.runtime.gpus": "1"}, "spec.runtime.gpus: Input should be a valid integer"),
+        ({"spec.runtime.maxTokens": 2048.0}, "spec.runtime.maxTokens: Input should be a valid integer"),
+        ({"spec.runtime.gpus": True}, "spec.runtime.gpus: Input should be a valid integer"),
+        ({"spec.autoscaling.target": "5"}, "spec.autoscaling.target: Input should be a valid number"),
+        ({"spec.autoscaling.target": float("nan")}, "spec.autoscaling.target: Input should be a finite"),
+        ({"spec.alerts.enabled": "yes"}, "spec.alerts.enabled: Input should be a valid boolean"),
+        ({"spec.alerts.slo.objective": "99.9"}, "spec.alerts.slo.objective: Input should be a valid number"),
+        # quantities: no booleans, no floats, no trailing newline, no negative amounts
+        ({"spec.runtime.resources": {"requests": {"cpu": True}}}, "spec.runtime.resources.requests.cpu: "),
+        ({"spec.runtime.resources": {"requests": {"cpu": 0.5}}}, "spec.runtime.resources.requests.cpu: "),
+        ({"spec.runtime.resources": {"requests": {"cpu": "1\n"}}}, "spec.runtime.resources.requests.cpu: "),
+        (
+            {"spec.runtime.resources": {"limits": {"memory": "8Gi\n"}}},
+            "spec.runtime.resources.limits.memory: ",
+        ),
+        ({"spec.runtime.resources": {"requests": {"cpu": "-1"}}}, "spec.runtime.resources.requests.cpu: "),
+        ({"spec.runtime.resources": {"requests": {"cpu": -1}}}, "spec.runtime.resources.requests.cpu: "),
+        ({"spec.runtime.shmSize": "0"}, "spec.runtime.shmSize: "),
+        # durations rendered into Kubernetes seconds fields stay within what those fields take
+        (
+            {"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 3, "scaleDownStabilization": "2h"}},
+            "spec.autoscaling.scaleDownStabilization: must be at most 1h",
+        ),
+        ({"spec.runtime.startupTimeout": "1000000d"}, "spec.runtime.startupTimeout: must be at most 24855d"),
+        ({"spec.runtime.startupTimeout": "9s999ms"}, "spec.runtime.startupTimeout: must be at least 10s"),
+        ({"spec.alerts.slo.window": "99999999999999999999d"}, "spec.alerts.slo.window: must be at most"),
+        ({"spec.runtime.startupTimeout": "1m\n"}, "spec.runtime.startupTimeout: "),
+        # tolerations as core/v1 validates them
+        (
+            {"spec.runtime.tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": "1e30"}]},
+            "spec.runtime.tolerations[0].tolerationSeconds: Input should be a valid integer",
+        ),
+        (
+            {"spec.runtime.tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": 10**30}]},
+            "spec.runtime.tolerations[0].tolerationSeconds: Input should be less than or equal to",
+        ),
+        (
+            {"spec.runtime.tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": 1.0e30}]},
+            "spec.runtime.tolerations[0].tolerationSeconds: Input should be a valid integer",
+        ),
+        (
+            {"spec.runtime.tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 60}]},
+            "spec.runtime.tolerations[0]: tolerationSeconds needs effect NoExecute",
+        ),
+        (
+            {"spec.runtime.tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+            "spec.runtime.tolerations[0]: value must be empty when operator is Exists",
+        ),
+        (
+            {"spec.runtime.tolerations": [{"operator": "Equal", "value": "v"}]},
+            "spec.runtime.tolerations[0]: operator must be Exists when key is empty",
+        ),
+        ({"spec.runtime.tolerations": [{"key": "bad key"}]}, "spec.runtime.tolerations[0].key: "),
+        # labels and node selectors are label keys and values
+        ({"spec.runtime.nodeSelector": {"bad key": "x"}}, "spec.runtime.nodeSelector: "),
+        ({"spec.runtime.nodeSelector": {"gpu": "not valid!"}}, "spec.runtime.nodeSelector.gpu: "),
+        ({"spec.alerts.labels": {"release": "-x"}}, "spec.alerts.labels.release: "),
+        # an HPA target Kubernetes would round to zero
+        (
+            {"spec.autoscaling.target": 0.0001},
+            "spec.autoscaling.target: Input should be greater than or equal",
+        ),
+        (
+            {"spec.autoscaling": {"maxReplicas": 2, "signal": "cpu", "target": 0.4}},
+            "spec.autoscaling: a cpu target is a whole percent >= 1",
+        ),
+        ({"spec.runtime.image": "triton "}, "spec.runtime.image: "),
+        # rules the operator needs from the API
+        (
+            {"spec.model.source.retention": {"maxAge": "1000000000d"}},
+            "spec.model.source.retention.maxAge: must be at most 3650d",
+        ),
+        (
+            {"spec.model.source.endpoint": "http://user:pass@minio:9000"},
+            "spec.model.source.endpoint: must not carry credentials (user:password@): "
+            "put them in the Secret named by credentialsSecret",
+        ),
+        ({"spec.model.source.endpoint": "https://admin@minio:9000"}, "spec.model.source.endpoint: must not"),
+    ],
+)
+def test_values_kubernetes_would_refuse_are_named(overrides: dict, expected: str) -> None:
+    problems = _problems(manifest(**overrides))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 3, "scaleDownStabilization": "1h"}},
+        {"spec.autoscaling": {"maxReplicas": 3, "signal": "cpu", "target": 1}},
+        {"spec.autoscaling": {"maxReplicas": 3, "target": 0.001}},
+        {"spec.runtime.startupTimeout": "10s"},
+        {"spec.runtime.startupTimeout": "24855d"},
+        {"spec.model.source.retention": {"maxAge": "3650d", "keep": 0}},
+        {"spec.runtime.tolerations": [{"key": "k", "effect": "NoExecute", "tolerationSeconds": 300}]},
+        {"spec.runtime.tolerations": [{"operator": "Exists"}]},
+        {"spec.runtime.nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100", "empty": ""}},
+        {"spec.alerts.labels": {"release": "kube-prometheus-stack"}},
+        {"spec.alerts.slo.objective": 99},
+        {"spec.model.source.endpoint": "https://minio.storage.svc:9000/"},
+    ],
+)
+def test_values_at_the_bounds_are_accepted(overrides: dict) -> None:
+    codepilot(**overrides)
+
+
+# -- untrusted YAML costs bounded memory and time, and never echoes itself whole ---------------------
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic entity-expansion bomb as YAML aliases: nine times more nodes per level."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefghijklmnop"[:levels]
+    for prev, name in itertools.pairwise(names):
+        lines.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
+    lines.append(f"kind: *{names[levels - 1]}")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_problems(text: str) -> list[str]:
+    with pytest.raises(InvalidCodePilot) as info:
+        parse_documents(text, "cr.yaml")
+    return info.value.problems
+
+
+def test_alias_expansion_is_bounded() -> None:
+    # six levels are 600k nodes once expanded: cheap to build, large to echo
+    (problem,) = _yaml_problems(billion_laughs(6))
+    assert problem.startswith("cr.yaml: line 6, column ")
+    assert "more than 100000 nodes once aliases are expanded" in problem
+    assert len(problem) < 200
+
+
+def test_recursive_alias_is_refused() -> None:
+    (problem,) = _yaml_problems("metadata: &m {name: a, self: *m}\n")
+    assert problem == "cr.yaml: line 1, column 30: invalid YAML: alias *m refers to a node that contains it"
+
+
+def test_nesting_depth_is_bounded() -> None:
+    (problem,) = _yaml_problems("[" * 500)
+    assert problem == "cr.yaml: line 1, column 65: invalid YAML: nested deeper than 64 levels"
+
+
+def test_duplicate_keys_are_an_error_naming_key_and_line() -> None:
+    text = "apiVersion: serving.codepilot.dev/v1alpha1\nkind: CodePilot\nspec:\n  gpus: 1\n  gpus: 2\n"
+    assert _yaml_problems(text) == [
+        "cr.yaml: line 5, column 3: invalid YAML: duplicate key 'gpus' (first at line 4)"
+    ]
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    """``<<: *base`` then an explicit key is YAML's documented override, not a duplicate."""
+    doc = "base: &b {a: 1, b: 2}\nderived: {<<: *b, a: 3}\n"
+    from codepilot_operator.loader import load_yaml_documents
+
+    assert load_yaml_documents(doc) == [{"base": {"a": 1, "b": 2}, "derived": {"a": 3, "b": 2}}]
+
+
+def test_text_larger_than_the_limit_is_refused_unread() -> None:
+    from codepilot_operator.loader import MAX_MANIFEST_BYTES
+
+    (problem,) = _yaml_problems("#" * (MAX_MANIFEST_BYTES + 1))
+    assert problem == "cr.yaml: larger than 3 MiB (the API server's request limit); not a CodePilot"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "apiVersion: serving.codepilot.dev/v1alpha1\nkind: " + "x" * 1_000_000 + "\n",
+            "cr.yaml: kind: expected CodePilot, got 'xxxxxxxx",
+        ),
+        ("*" + "a" * 1_000_000 + "\n", "cr.yaml: line 1, column 1: invalid YAML: found undefined alias"),
+        ("gpus: " + "1" * 5000 + "\n", "cr.yaml: line 1, column 7: invalid YAML: cannot read this value"),
+        ("version: 2024-02-30\n", "cr.yaml: line 1, column 10: invalid YAML: cannot read this value"),
+    ],
+)
+def test_long_or_odd_values_are_not_echoed_whole(text: str, expected: str) -> None:
+    (problem,) = _yaml_problems(text)
+    assert problem.startswith(expected), problem
+    assert len(problem) < 300, problem
+
+
+def test_unknown_field_with_a_huge_name_is_shortened() -> None:
+    doc = manifest(**{"spec.runtime": {"g" * 100_000: 1}})
+    (problem,) = _problems(doc)
+    assert problem.startswith("spec.runtime.gggg") and problem.endswith(": unknown field")
+    assert len(problem) < 200
+
+
+def test_many_problems_are_capped() -> None:
+    doc = manifest(**{"spec.runtime.nodeSelector": {f"k{i}": i for i in range(1000)}})
+    problems = _problems(doc)
+    assert len(problems) == 21
+    assert problems[-1] == "... and 980 more problems"

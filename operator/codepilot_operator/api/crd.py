@@ -65,8 +65,47 @@ def _has_required(node: Schema) -> bool:
     return bool(node.get("required"))
 
 
+def _cel_string(text: str) -> str:
+    """A CEL raw string literal: regex backslashes stay as written."""
+    if "'" in text:
+        raise ValueError(f"cannot quote {text!r} as a CEL raw string")
+    return f"r'{text}'"
+
+
+def _map_keys(node: Schema) -> Schema:
+    """Constrained map keys as CEL: structural schemas know neither patternProperties nor propertyNames.
+
+    Pydantic writes ``dict[LabelKey, V]`` as ``patternProperties: {KEY_PATTERN: V}`` plus
+    ``propertyNames`` for the key's lengths; the API server gets ``additionalProperties: V`` and one
+    rule over every key.
+    """
+    patterns = node.get("patternProperties")
+    names = node.get("propertyNames")
+    if not patterns and not names:
+        return node
+    node = {k: v for k, v in node.items() if k not in ("patternProperties", "propertyNames")}
+    checks = []
+    if patterns:
+        ((pattern, value_schema),) = patterns.items()
+        node["additionalProperties"] = value_schema
+        checks.append(f"k.matches({_cel_string(pattern)})")
+    names = names or {}
+    if "pattern" in names:
+        checks.append(f"k.matches({_cel_string(names['pattern'])})")
+    if "minLength" in names:
+        checks.append(f"size(k) >= {names['minLength']}")
+    if "maxLength" in names:
+        checks.append(f"size(k) <= {names['maxLength']}")
+    rule = {
+        "rule": f"self.all(k, {' && '.join(checks)})",
+        "message": "keys must be label keys ([prefix/]name)",
+    }
+    node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), rule]
+    return node
+
+
 def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
-    node = _resolve(_strip_null(_resolve(node, defs)), defs)
+    node = _map_keys(_resolve(_strip_null(_resolve(node, defs)), defs))
     out: Schema = {}
     for key, value in node.items():
         if key in _DROPPED_KEYS:

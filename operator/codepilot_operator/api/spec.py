@@ -10,16 +10,26 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from codepilot_operator.api.fields import (
     DNS1123_SUBDOMAIN_PATTERN,
+    INT32_MAX,
+    INT64_MAX,
     LABEL_VALUE_PATTERN,
+    Bool,
     Duration,
+    DurationRange,
+    DurationSyntax,
+    Float,
+    Image,
+    Int,
+    LabelKey,
     ObjectName,
+    OptionalLabelValue,
+    PositiveQuantity,
     Quantity,
-    parse_duration,
     parse_quantity,
 )
 
@@ -45,13 +55,33 @@ class Backend(StrEnum):
     ONNXRUNTIME = "onnxruntime"
 
 
+RETENTION_KEEP_MAX = 1000
+# Ten years: beyond it "keep by age" means "keep forever", and the age arithmetic stays far from overflow.
+RETENTION_MAX_AGE = DurationRange(maximum="3650d")
+
+
 class SnapshotRetention(SpecModel):
     """Which weight snapshots survive garbage collection; snapshots pinned by stable/canary always do."""
 
-    keep: Annotated[int, Field(ge=0, le=1000)] = Field(
+    keep: Annotated[Int, Field(ge=0, le=RETENTION_KEEP_MAX)] = Field(
         default=5, description="Keep at least the newest this many snapshots."
     )
-    max_age: Duration = Field(default="7d", description="Keep every snapshot younger than this.")
+    max_age: Annotated[DurationSyntax, RETENTION_MAX_AGE] = Field(
+        default="7d", description="Keep every snapshot younger than this."
+    )
+
+
+NO_USERINFO_MESSAGE = (
+    "must not carry credentials (user:password@): put them in the Secret named by credentialsSecret"
+)
+
+
+def _no_userinfo(endpoint: str) -> str:
+    """Credentials in the URL would end up in pod specs, logs and status, readable by anyone who can
+    read the CodePilot; the Secret is the one place for them."""
+    if "@" in endpoint:
+        raise ValueError(NO_USERINFO_MESSAGE)
+    return endpoint
 
 
 class ModelSource(SpecModel):
@@ -60,8 +90,13 @@ class ModelSource(SpecModel):
     uri: Annotated[
         str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$", max_length=1024)
     ] = Field(description="s3://bucket/prefix holding the model version's files.")
-    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", max_length=512)] = Field(
-        description="S3 endpoint URL, e.g. http://minio.minio.svc:9000. https enables TLS."
+    endpoint: Annotated[
+        str,
+        Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", max_length=512),
+        AfterValidator(_no_userinfo),
+    ] = Field(
+        description="S3 endpoint URL, e.g. http://minio.minio.svc:9000. https enables TLS.",
+        json_schema_extra=_cel(("!self.contains('@')", NO_USERINFO_MESSAGE)),
     )
     credentials_secret: ObjectName | None = Field(
         default=None,
@@ -104,13 +139,40 @@ class ModelSpec(SpecModel):
 
 
 class Toleration(SpecModel):
-    """A pod toleration (core/v1 Toleration), e.g. for tainted GPU nodes."""
+    """A pod toleration (core/v1 Toleration), e.g. for tainted GPU nodes, with core/v1's own rules."""
 
-    key: Annotated[str, Field(max_length=316)] | None = None
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                "tolerationSeconds needs effect NoExecute",
+            ),
+            (
+                "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                "value must be empty when operator is Exists",
+            ),
+            (
+                "has(self.key) || (has(self.operator) && self.operator == 'Exists')",
+                "operator must be Exists when key is empty",
+            ),
+        )
+    )
+
+    key: LabelKey | None = None
     operator: Annotated[str, Field(pattern=r"^(Exists|Equal)$")] | None = None
-    value: Annotated[str, Field(max_length=63)] | None = None
+    value: OptionalLabelValue | None = None
     effect: Annotated[str, Field(pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: Annotated[Int, Field(ge=0, le=INT64_MAX)] | None = None
+
+    @model_validator(mode="after")
+    def _as_core_v1_validates(self) -> Self:
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("operator must be Exists when key is empty")
+        return self
 
 
 class ResourceList(SpecModel):
@@ -154,40 +216,34 @@ class Resources(SpecModel):
 class RuntimeSpec(SpecModel):
     """How each replica runs: Triton image, GPUs, resources, placement and limits of the model server."""
 
-    image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
-        default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image."
-    )
+    image: Image = Field(default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image.")
     image_pull_policy: Annotated[str, Field(pattern=r"^(Always|IfNotPresent|Never)$")] = "IfNotPresent"
     image_pull_secrets: list[ObjectName] = Field(default_factory=list, max_length=16)
-    fetcher_image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+    fetcher_image: Image = Field(
         default=DEFAULT_FETCHER_IMAGE,
         description="Image of the init container that fetches and verifies the weights (codepilot fetch).",
     )
-    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=1, description="nvidia.com/gpu per replica.")
+    gpus: Annotated[Int, Field(ge=0, le=16)] = Field(default=1, description="nvidia.com/gpu per replica.")
     resources: Resources = Field(default_factory=Resources)
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[LabelKey, OptionalLabelValue] = Field(default_factory=dict, max_length=64)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     service_account_name: ObjectName | None = None
     priority_class_name: ObjectName | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=1_048_576)] = Field(
+    max_tokens: Annotated[Int, Field(ge=1, le=1_048_576)] = Field(
         default=2048, description="Upper bound on tokens generated per request."
     )
-    max_batch_size: Annotated[int, Field(ge=0, le=4096)] = Field(
+    max_batch_size: Annotated[Int, Field(ge=0, le=4096)] = Field(
         default=8, description="Triton max_batch_size; 0 disables batching."
     )
-    shm_size: Quantity = Field(default="2Gi", description="Size of the /dev/shm memory volume.")
-    model_cache_size: Quantity = Field(
+    shm_size: PositiveQuantity = Field(default="2Gi", description="Size of the /dev/shm memory volume.")
+    model_cache_size: PositiveQuantity = Field(
         default="100Gi", description="Size limit of the emptyDir that holds the fetched weights."
     )
-    startup_timeout: Duration = Field(
+    # One startup probe period at least; at most the default range, so that the Deployment's
+    # progressDeadlineSeconds (startupTimeout + 600 s) still fits its int32.
+    startup_timeout: Annotated[DurationSyntax, DurationRange(minimum="10s")] = Field(
         default="30m", description="How long a replica may take to fetch and load the model before restart."
     )
-
-    @model_validator(mode="after")
-    def _startup_timeout_sane(self) -> Self:
-        if parse_duration(self.startup_timeout) < 10:
-            raise ValueError("startupTimeout must be at least 10s")
-        return self
 
 
 class ScalingSignal(StrEnum):
@@ -202,19 +258,27 @@ class ScalingProvider(StrEnum):
     KEDA = "KEDA"
 
 
+# The HPA takes a cpu target as a whole percent (averageUtilization) and refuses 0.
+CPU_TARGET_MESSAGE = "a cpu target is a whole percent >= 1"
+
+
 class AutoscalingSpec(SpecModel):
     """Replica range and the serving signal to scale on; an HPA exists only when maxReplicas > minReplicas."""
 
     model_config = ConfigDict(
-        json_schema_extra=_cel(("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas"))
+        json_schema_extra=_cel(
+            ("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas"),
+            ("self.signal != 'cpu' || !has(self.target) || self.target >= 1.0", CPU_TARGET_MESSAGE),
+        )
     )
 
-    min_replicas: Annotated[int, Field(ge=0, le=1000)] = 1
-    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    min_replicas: Annotated[Int, Field(ge=0, le=1000)] = 1
+    max_replicas: Annotated[Int, Field(ge=1, le=1000)] = 1
     signal: ScalingSignal = Field(
         default=ScalingSignal.QUEUE_TIME, description="Per-pod serving signal the HPA scales on."
     )
-    target: Annotated[float, Field(gt=0, le=1_000_000)] | None = Field(
+    # The HPA's target quantity is written in milli-units: below 0.001 it would be 0, which the HPA refuses.
+    target: Annotated[Float, Field(ge=0.001, le=1_000_000)] | None = Field(
         default=None,
         description=(
             "Target per pod: milliseconds of queue time per request (queueTime, default 100), requests in "
@@ -225,7 +289,8 @@ class AutoscalingSpec(SpecModel):
         default=ScalingProvider.PROMETHEUS_ADAPTER,
         description="What brings the signal to the HPA: prometheus-adapter rules or a KEDA ScaledObject.",
     )
-    scale_down_stabilization: Duration = Field(
+    # The HPA's stabilizationWindowSeconds is at most 3600.
+    scale_down_stabilization: Annotated[DurationSyntax, DurationRange(maximum="1h")] = Field(
         default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
     )
     prometheus_address: Annotated[
@@ -241,6 +306,8 @@ class AutoscalingSpec(SpecModel):
             raise ValueError(
                 f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})"
             )
+        if self.signal is ScalingSignal.CPU and self.target is not None and self.target < 1:
+            raise ValueError(CPU_TARGET_MESSAGE)
         return self
 
     @property
@@ -258,7 +325,7 @@ class RolloutStrategy(StrEnum):
 class RolloutStep(SpecModel):
     """One step of a canary: hold ``weight`` percent of traffic for ``pause`` while analysing."""
 
-    weight: Annotated[int, Field(ge=1, le=100)] = Field(description="Percent of traffic sent to the canary.")
+    weight: Annotated[Int, Field(ge=1, le=100)] = Field(description="Percent of traffic sent to the canary.")
     pause: Duration = Field(default="5m", description="How long to hold this weight while analysing.")
 
 
@@ -282,18 +349,18 @@ class AnalysisSpec(SpecModel):
         default=None,
         description="Prometheus HTTP API base URL; default: the operator's --prometheus-url.",
     )
-    max_error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+    max_error_rate: Annotated[Float, Field(ge=0, le=1)] = Field(
         default=0.01,
         description=(
             "Highest failed/total request ratio tolerated on the canary (client cancellations excluded). "
             "The canary fails on errors only when it is over this AND significantly worse than stable."
         ),
     )
-    significance: Annotated[float, Field(gt=0, le=0.5)] = Field(
+    significance: Annotated[Float, Field(gt=0, le=0.5)] = Field(
         default=0.05,
         description="p-value below which the canary's error ratio counts as worse than stable's.",
     )
-    max_latency_ratio: Annotated[float, Field(ge=1, le=100)] = Field(
+    max_latency_ratio: Annotated[Float, Field(ge=1, le=100)] = Field(
         default=1.2,
         description="Highest canary/stable ratio of mean latency (and of p95 time to first response).",
     )
@@ -301,10 +368,10 @@ class AnalysisSpec(SpecModel):
         default=None,
         description="Highest mean canary latency tolerated; default: spec.alerts.latency.threshold.",
     )
-    min_requests: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+    min_requests: Annotated[Int, Field(ge=0, le=INT32_MAX)] = Field(
         default=20, description="Requests the canary must serve in an interval before a check counts."
     )
-    failure_limit: Annotated[int, Field(ge=1, le=100)] = Field(
+    failure_limit: Annotated[Int, Field(ge=1, le=100)] = Field(
         default=3, description="Consecutive failed checks that roll the canary back."
     )
     stall_timeout: Duration = Field(
@@ -323,7 +390,7 @@ class ParentReference(SpecModel):
     name: ObjectName
     namespace: Annotated[str, Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")] | None = None
     section_name: Annotated[str, Field(max_length=253, pattern=DNS1123_SUBDOMAIN_PATTERN)] | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    port: Annotated[Int, Field(ge=1, le=65535)] | None = None
 
 
 class GatewayTraffic(SpecModel):
@@ -350,7 +417,7 @@ class TrafficSpec(SpecModel):
             "Split by weight in a Gateway API HTTPRoute; without it, by replica ratio behind the Service."
         ),
     )
-    max_surge: Annotated[int, Field(ge=0, le=100)] = Field(
+    max_surge: Annotated[Int, Field(ge=0, le=100)] = Field(
         default=1,
         description=(
             "Replicas allowed beyond the stable count during a rollout; 0 takes one stable replica out "
@@ -368,7 +435,7 @@ class TrafficSpec(SpecModel):
 class ABTestSpec(SpecModel):
     """A fixed split for an A/B test; promotion and abort are manual."""
 
-    weight: Annotated[int, Field(ge=1, le=99)] = Field(
+    weight: Annotated[Int, Field(ge=1, le=99)] = Field(
         default=50, description="Percent of traffic sent to the new version."
     )
 
@@ -416,7 +483,7 @@ class LatencyAlert(SpecModel):
 class ErrorRateAlert(SpecModel):
     """Alert when the failed/total request ratio stays above ``threshold`` for ``for``."""
 
-    threshold: Annotated[float, Field(gt=0, le=1)] = Field(default=0.05, description="Failed/total ratio.")
+    threshold: Annotated[Float, Field(gt=0, le=1)] = Field(default=0.05, description="Failed/total ratio.")
     for_: Duration = Field(default="5m", alias="for")
     severity: Annotated[str, Field(pattern=r"^(critical|warning|info)$")] = "warning"
 
@@ -424,7 +491,7 @@ class ErrorRateAlert(SpecModel):
 class SLOSpec(SpecModel):
     """Availability SLO; when ``objective`` is set, multi-window multi-burn-rate alerts are rendered."""
 
-    objective: Annotated[float, Field(gt=0, lt=100)] | None = Field(
+    objective: Annotated[Float, Field(gt=0, lt=100)] | None = Field(
         default=None,
         description="Availability objective in percent, e.g. 99.9; unset disables burn-rate alerts.",
     )
@@ -434,13 +501,14 @@ class SLOSpec(SpecModel):
 class AlertsSpec(SpecModel):
     """Prometheus alerting for this CodePilot (ServiceMonitor and PrometheusRule)."""
 
-    enabled: bool = True
+    enabled: Bool = True
     latency: LatencyAlert = Field(default_factory=LatencyAlert)
     error_rate: ErrorRateAlert = Field(default_factory=ErrorRateAlert)
     slo: SLOSpec = Field(default_factory=SLOSpec)
     runbook_base_url: Annotated[str, Field(max_length=512, pattern=r"^https?://\S+$")] | None = None
-    labels: dict[str, str] = Field(
+    labels: dict[LabelKey, OptionalLabelValue] = Field(
         default_factory=dict,
+        max_length=64,
         description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release).",
     )
 

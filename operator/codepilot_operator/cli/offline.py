@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots
+from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots, write_output
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -34,10 +33,7 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
     text = dump_yaml_stream([crd()])
     if args.output:
-        target = Path(args.output)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)  # all or nothing: never a half-written CRD file
+        write_output(args.output, text)  # all or nothing: never a half-written CRD file
     else:
         sys.stdout.write(text)
     return 0
@@ -56,5 +52,10 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("crd", help="print the CustomResourceDefinition generated from the API types")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE atomically instead of stdout")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE atomically instead of stdout (devices and pipes are written through)",
+    )
     p.set_defaults(handler=cmd_crd)

@@ -201,6 +201,30 @@ def cmd_snapshot_verify(args: argparse.Namespace) -> int:
     return first_error.exit_code if first_error else 0
 
 
+def _retention_overrides(args: argparse.Namespace) -> tuple[int | None, str | None]:
+    """``--keep`` and ``--max-age`` within the bounds of the spec fields they override.
+
+    Checked here rather than by argparse so that a bad value is one ``error:`` line like every other
+    problem, and before anything is read or any connection is made.
+    """
+    from codepilot_operator.api.spec import RETENTION_KEEP_MAX, RETENTION_MAX_AGE
+
+    keep = None
+    if args.keep is not None:
+        try:
+            keep = int(args.keep)
+        except ValueError:
+            raise UsageError(f"--keep: not an integer: {args.keep!r}") from None
+        if not 0 <= keep <= RETENTION_KEEP_MAX:
+            raise UsageError(f"--keep: must be between 0 and {RETENTION_KEEP_MAX}")
+    if args.max_age is not None:
+        try:
+            RETENTION_MAX_AGE.check(args.max_age)
+        except ValueError as exc:
+            raise UsageError(f"--max-age: {exc}") from None
+    return keep, args.max_age
+
+
 def cmd_snapshot_gc(args: argparse.Namespace) -> int:
     from codepilot_operator.api.fields import parse_duration
     from codepilot_operator.api.tracks import pinned_snapshot_ids
@@ -208,12 +232,13 @@ def cmd_snapshot_gc(args: argparse.Namespace) -> int:
     from codepilot_operator.snapshots.retention import RetentionPolicy
     from codepilot_operator.snapshots.service import retention_policy
 
+    keep, max_age = _retention_overrides(args)
     cp = _codepilot(args)
     policy = retention_policy(cp)
-    if args.keep is not None:
-        policy = RetentionPolicy(args.keep, policy.max_age)
-    if args.max_age is not None:
-        policy = RetentionPolicy(policy.keep_last, timedelta(seconds=parse_duration(args.max_age)))
+    if keep is not None:
+        policy = RetentionPolicy(keep, policy.max_age)
+    if max_age is not None:
+        policy = RetentionPolicy(policy.keep_last, timedelta(seconds=parse_duration(max_age)))
     result = _store(args, cp).gc(
         pinned_snapshot_ids(cp.status) | set(args.pin), policy, _now(args), dry_run=args.dry_run
     )
@@ -276,7 +301,7 @@ def register(subparsers: Any) -> None:
     p = ssub.add_parser("gc", help="delete snapshots outside retention (pinned ones never)")
     common(p)
     p.add_argument("--pin", action="append", default=[], metavar="ID", help="also keep this snapshot")
-    p.add_argument("--keep", type=int, help="override spec.model.source.retention.keep")
+    p.add_argument("--keep", metavar="N", help="override spec.model.source.retention.keep (0-1000)")
     p.add_argument("--max-age", help="override spec.model.source.retention.maxAge, e.g. 7d")
     p.add_argument("--dry-run", action="store_true", help="print the decision, delete nothing")
     p.add_argument("--now", help="evaluate retention at this ISO 8601 time instead of the clock")

@@ -6,10 +6,13 @@ rendered stream is printed only once every document rendered.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
+import stat
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
@@ -32,18 +35,103 @@ def print_problems(problems: Sequence[str]) -> None:
         print(f"error: {problem}", file=sys.stderr)
 
 
+def _read_bounded(stream: BinaryIO, limit: int) -> bytes | None:
+    """At most ``limit`` bytes, or None when there is more: /dev/zero and endless pipes end here."""
+    data = stream.read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def _read_stdin(limit: int) -> bytes | None:
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return _read_bounded(buffer, limit)
+    text = sys.stdin.read(limit + 1)  # a text stream put in place of stdin (tests, embedding)
+    return None if len(text) > limit else text.encode("utf-8")
+
+
 def read_text(path: str) -> tuple[str, str]:
-    """The text of a manifest file (``-`` is stdin) and the name to show in messages."""
-    if path == "-":
-        return sys.stdin.read(), "<stdin>"
+    """The text of a manifest file (``-`` is stdin) and the name to show in messages.
+
+    The size is checked before anything is read (a regular file's size) and while reading (devices
+    and pipes have none), so a huge or endless input costs at most the limit.
+    """
+    from codepilot_operator.loader import MAX_MANIFEST_BYTES, too_large
+
+    source = "<stdin>" if path == "-" else path
     try:
-        return Path(path).read_text(encoding="utf-8"), path
+        if path == "-":
+            data = _read_stdin(MAX_MANIFEST_BYTES)
+        else:
+            with open(path, "rb") as stream:
+                info = os.fstat(stream.fileno())
+                too_big = stat.S_ISREG(info.st_mode) and info.st_size > MAX_MANIFEST_BYTES
+                data = None if too_big else _read_bounded(stream, MAX_MANIFEST_BYTES)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if data is None:
+        raise UsageError(too_large(source))
+    try:
+        return data.decode("utf-8"), source
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not UTF-8 text") from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` all or nothing, without replacing what is not a regular file.
+
+    A regular file (also one reached through a symlink, which stays a link) or a new path is written
+    through a temporary file in the same directory and renamed over it, keeping the old file's mode.
+    A device, FIFO or socket (``/dev/stdout`` in a pipeline, ``/dev/null``) is written through: there
+    is no file to leave half-written, and renaming over it would replace the node itself.
+    A directory, or a path whose directory does not exist, is refused.
+    """
+    real = os.path.realpath(path)
+    try:
+        info: os.stat_result | None = os.stat(real)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    if info is not None and stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{path}: is a directory")
+    try:
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            with open(real, "w", encoding="utf-8") as out:
+                out.write(text)
+            return
+        directory = os.path.dirname(real)
+        if not os.path.isdir(directory):
+            shown = os.path.dirname(path) if not os.path.islink(path) else directory
+            raise UsageError(f"{path}: directory {shown} does not exist")
+        _replace_atomically(real, text, None if info is None else stat.S_IMODE(info.st_mode))
+    except UsageError:
+        raise
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _replace_atomically(real: str, text: str, mode: int | None) -> None:
+    directory, name = os.path.split(real)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies to new files
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
