@@ -1,0 +1,133 @@
+"""``Fetcher``: a plan into a destination directory, through the staging directory and the transfers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minio import Minio
+
+from codepilot_operator.snapshots.fetcher.chunked import ChunkedFile
+from codepilot_operator.snapshots.fetcher.destination import Destination, already_staged, reuse
+from codepilot_operator.snapshots.fetcher.plan import FetchItem, FetchPlan
+from codepilot_operator.snapshots.fetcher.transfer import Transfer
+from codepilot_operator.snapshots.manifest import check_relpath
+from codepilot_operator.snapshots.progress import Progress
+
+DEFAULT_WORKERS = 8
+DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    identity: str
+    dest: Path
+    total_bytes: int
+    downloaded_bytes: int
+    reused_bytes: int
+    files_downloaded: int
+    files_reused: int
+    seconds: float
+
+    @property
+    def already_complete(self) -> bool:
+        return self.downloaded_bytes == 0 and self.files_downloaded == 0
+
+
+class Fetcher:
+    """Runs a FetchPlan into a destination directory. ``on_bytes`` sees every received byte count."""
+
+    def __init__(
+        self,
+        client: Minio,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        progress: bool = True,
+        verify_local: bool = False,
+        on_bytes: Callable[[int], None] | None = None,
+    ):
+        if workers < 1 or chunk_size < 64 * 1024:
+            raise ValueError("workers must be >= 1 and chunk size >= 64KiB")
+        self.client = client
+        self.workers = workers
+        self.chunk_size = chunk_size
+        self.progress_enabled = progress
+        self.verify_local = verify_local
+        self.on_bytes = on_bytes
+        self._received = 0
+        self._received_lock = threading.Lock()
+        self._progress: Progress | None = None
+
+    def fetch(self, plan: FetchPlan, dest: Path) -> FetchResult:
+        started = time.monotonic()
+        self._received = 0
+        destination = Destination(dest)
+        if destination.holds(plan, deep=self.verify_local):
+            destination.discard_old()
+            return FetchResult(
+                plan.identity,
+                destination.path,
+                plan.total_bytes,
+                0,
+                plan.total_bytes,
+                0,
+                len(plan.items),
+                0.0,
+            )
+        destination.refuse_foreign()
+        staging = destination.open_staging(plan.identity)
+
+        candidates = destination.reuse_candidates()
+        self._progress = Progress("fetch", plan.total_bytes, len(plan.items), enabled=self.progress_enabled)
+        reused_bytes = reused_files = 0
+        small: list[tuple[FetchItem, Path]] = []
+        large: list[ChunkedFile] = []
+        try:
+            for item in sorted(plan.items, key=lambda i: (-i.size, i.path)):
+                final = staging / check_relpath(item.path)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                verify = self.verify_local
+                if already_staged(final, item, verify=verify) or reuse(
+                    final, item, candidates, verify=verify
+                ):
+                    reused_bytes += item.size
+                    reused_files += 1
+                    self._progress.add(item.size)
+                    self._progress.file_done()
+                elif item.size > self.chunk_size:
+                    large.append(ChunkedFile(item, final, self.chunk_size))
+                else:
+                    small.append((item, final))
+            Transfer(self.client, self.workers, self._count, self._progress.file_done).run(
+                plan.bucket, small, large
+            )
+        except BaseException:
+            for job in large:
+                job.close()
+            raise
+        finally:
+            self._progress.close()
+
+        destination.publish(plan)
+        return FetchResult(
+            identity=plan.identity,
+            dest=destination.path,
+            total_bytes=plan.total_bytes,
+            downloaded_bytes=self._received,
+            reused_bytes=reused_bytes,
+            files_downloaded=len(plan.items) - reused_files,
+            files_reused=reused_files,
+            seconds=time.monotonic() - started,
+        )
+
+    def _count(self, nbytes: int) -> None:
+        with self._received_lock:
+            self._received += nbytes
+        if self._progress is not None:
+            self._progress.add(nbytes)
+        if self.on_bytes is not None:
+            self.on_bytes(nbytes)
