@@ -101,16 +101,10 @@ def _codepilot(args: argparse.Namespace) -> CodePilot:
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
-    import os
+    from codepilot_operator.clients.s3 import credentials_from_env
+    from codepilot_operator.snapshots.service import store_for
 
-    from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV
-    from codepilot_operator.snapshots.service import Credentials, store_for
-
-    access, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
-    if bool(access) != bool(secret):
-        raise ValueError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither for anonymous access")
-    credentials = Credentials(access, secret) if access and secret else None
-    return store_for(cp, credentials, endpoint=args.endpoint, progress=not args.no_progress)
+    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=not args.no_progress)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -261,7 +255,8 @@ def register(subparsers: Any) -> None:
         "fetch",
         help="download and verify a weight snapshot into a directory (the init container's entrypoint)",
         description="Reads S3_ENDPOINT, S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-        "S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT from the environment; https:// endpoints use TLS.",
+        "AWS_SESSION_TOKEN, S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT from the environment; https:// "
+        "endpoints use TLS.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--snapshot", metavar="URI", help="s3://bucket/<prefix>/<snapshot id>")
