@@ -244,10 +244,12 @@ class SnapshotStore:
         if found is not None:
             known, recorded_version = found
             manifest = self.read_manifest(known)
-            self.check_blobs(manifest)
-            if recorded_version != version:  # same bytes published as another version: no write otherwise
-                self._record_source(fingerprint, known, version, source_uri, now)
-            return self._ref(known, version, manifest, reused=True)
+            if self._blobs_intact(manifest):
+                if recorded_version != version:  # same bytes published as another version: else no write
+                    self._record_source(fingerprint, known, version, source_uri, now)
+                return self._ref(known, version, manifest, reused=True)
+            # A blob was deleted (or replaced) behind the index's back: the source still holds the
+            # bytes, so hash and copy it again below, which restores the missing blobs.
 
         progress = Progress("snapshot", sum(o.size for o in objects), len(objects), enabled=self.progress)
 
@@ -337,6 +339,15 @@ class SnapshotStore:
         return obj.size
 
     # -- verifying ---------------------------------------------------------------------------------
+
+    def _blobs_intact(self, manifest: Manifest) -> bool:
+        try:
+            self.check_blobs(manifest)
+        except SnapshotError as exc:
+            if exc.reason in (FailureReason.OBJECT_MISSING, FailureReason.CHECKSUM_MISMATCH):
+                return False
+            raise
+        return True
 
     def check_blobs(self, manifest: Manifest) -> None:
         """Cheap check (one HEAD per file): every blob is there with the size the manifest says."""
