@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import statistics
@@ -32,7 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fixture modu
 from tests.fixtures.s3 import codepilot_doc, minio_client, running_seaweedfs
 
 from codepilot_operator.loader import parse_codepilot
-from codepilot_operator.snapshots.fetcher import Fetcher, FetchPlan, plan_snapshot
+from codepilot_operator.snapshots.fetcher import (
+    MARKER,
+    PARTIAL_META,
+    Fetcher,
+    FetchPlan,
+    plan_snapshot,
+    read_marker,
+)
+from codepilot_operator.snapshots.fetcher.verified import JOURNAL, VerifiedJournal
 from codepilot_operator.snapshots.service import Credentials, ensure_snapshot, store_for
 
 
@@ -99,6 +108,74 @@ def compare(
     return statistics.median(rates["baseline"]), statistics.median(rates["fetcher"])
 
 
+def _killed_before_the_swap(
+    fetch_client: Minio, plan: FetchPlan, dest: Path, args: argparse.Namespace
+) -> None:
+    """The state a fetch killed just before its swap leaves: every file verified, in staging.
+
+    Made by fetching, then moving the result back to the staging name with its journal (a directory
+    rename leaves the files' inodes and timestamps as they were, so the records still hold).
+    """
+    Fetcher(fetch_client, workers=args.workers, chunk_size=args.chunk_mib << 20, progress=False).fetch(
+        plan, dest
+    )
+    marker = read_marker(dest)
+    assert marker is not None
+    staging = dest.with_name(f".{dest.name}.partial")
+    os.rename(dest, staging)
+    (staging / MARKER).unlink()
+    (staging / PARTIAL_META).write_text(json.dumps({"identity": plan.identity}), encoding="utf-8")
+    lines = [json.dumps(entry) + "\n" for entry in marker["files"]]
+    (staging / JOURNAL).write_text("".join(lines), encoding="utf-8")
+
+
+def resume_cost(fetch_client: Minio, plan: FetchPlan, work: Path, args: argparse.Namespace) -> None:
+    """What trusting staged files by their verified-identity record saves, against re-hashing them.
+
+    Each round stages the whole snapshot as a fetch killed before its swap leaves it, then resumes
+    either as is (a stat per staged file against ``.codepilot-verified``) or with the journal deleted
+    (every staged file is re-hashed before it is kept). Also times the record itself (one stat and one
+    append per file), the only cost the journal adds to a fetch that is not interrupted.
+    """
+    rates: dict[str, list[float]] = {"journal": [], "re-hash": []}
+    for round_no in range(args.rounds):
+        for mode in ("journal", "re-hash") if round_no % 2 == 0 else ("re-hash", "journal"):
+            dest = work / "resume" / "1"
+            shutil.rmtree(work / "resume", ignore_errors=True)
+            _killed_before_the_swap(fetch_client, plan, dest, args)
+            if mode == "re-hash":
+                (dest.with_name(".1.partial") / JOURNAL).unlink()
+            started = time.monotonic()
+            result = Fetcher(
+                fetch_client, workers=args.workers, chunk_size=args.chunk_mib << 20, progress=False
+            ).fetch(plan, dest)
+            seconds = time.monotonic() - started
+            assert result.downloaded_bytes == 0 and result.reused_bytes == plan.total_bytes
+            rates[mode].append(seconds)
+            print(
+                f"resume, round {round_no + 1}: {mode:8s} {seconds:.3f}s "
+                f"({result.reused_bytes / 2**30:.2f} GiB kept)"
+            )
+    shutil.rmtree(work / "resume", ignore_errors=True)
+    staging = work / "journal-cost"
+    staging.mkdir()
+    names = [f"f{i:05d}" for i in range(2000)]
+    for name in names:
+        (staging / name).write_bytes(b"x")
+    journal = VerifiedJournal(staging)
+    started = time.perf_counter()
+    for name in names:
+        journal.add(name, "0" * 64)
+    per_file = (time.perf_counter() - started) / len(names)
+    journal.close()
+    shutil.rmtree(staging)
+    trusted, rehashed = statistics.median(rates["journal"]), statistics.median(rates["re-hash"])
+    print(
+        f"median: resume trusting the journal {trusted:.3f}s, re-hashing every staged file {rehashed:.3f}s; "
+        f"recording a verified file costs {per_file * 1e6:.0f} us"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--large", type=int, default=4)
@@ -141,6 +218,7 @@ def main() -> int:
             baseline(client, plan.bucket, [(f"{n}", item.key) for n, item in enumerate(plan.items)], warm)
             shutil.rmtree(warm)
             base, ours = compare(client, store.client, plan, work, args, args.rounds, "all files")
+            resume_cost(store.client, plan, work, args)
             large = FetchPlan(plan.bucket, "large", tuple(i for i in plan.items if i.size >= 1 << 20))
             small = FetchPlan(plan.bucket, "small", tuple(i for i in plan.items if i.size < 1 << 20))
             breakdown = [

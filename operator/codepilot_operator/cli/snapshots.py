@@ -1,7 +1,8 @@
 """``codepilot fetch`` (the init container's entrypoint) and ``codepilot snapshot create|list|verify|gc``.
 
 Exit codes: 0 done; 2 invalid input; 3 checksum mismatch; 4 bucket/object/snapshot missing;
-5 access denied; 6 endpoint unreachable; 7 source changed while snapshotting; 8 local disk error.
+5 access denied; 6 endpoint unreachable; 7 source changed while snapshotting; 8 local disk error;
+9 another fetch is running in the destination.
 Every failure is one line on stderr; tables go to stdout, progress to stderr.
 """
 

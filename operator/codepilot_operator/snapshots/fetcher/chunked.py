@@ -60,6 +60,11 @@ class ChunkedFile:
             return set()
         return {int(x) for x in lines[1:] if x.isdigit() and int(x) < self.chunks}
 
+    def unallocated(self) -> int:
+        """Bytes of the part file not on disk yet (it is sparse until its chunks are written)."""
+        st = os.fstat(self.fd)
+        return max(0, self.item.size - st.st_blocks * 512)
+
     def missing(self) -> list[int]:
         return [i for i in range(self.chunks) if i not in self.done]
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from minio import Minio
 
+from codepilot_operator.snapshots.errors import LocalWriteError
 from codepilot_operator.snapshots.fetcher.chunked import ChunkedFile
 from codepilot_operator.snapshots.fetcher.destination import Destination, already_staged, reuse
 from codepilot_operator.snapshots.fetcher.plan import FetchItem, FetchPlan
 from codepilot_operator.snapshots.fetcher.transfer import Transfer
+from codepilot_operator.snapshots.fetcher.verified import VerifiedJournal
 from codepilot_operator.snapshots.manifest import check_relpath
 from codepilot_operator.snapshots.progress import Progress
 
@@ -66,53 +68,37 @@ class Fetcher:
         started = time.monotonic()
         self._received = 0
         destination = Destination(dest)
-        if destination.holds(plan, deep=self.verify_local):
-            destination.discard_old()
-            return FetchResult(
-                plan.identity,
-                destination.path,
-                plan.total_bytes,
-                0,
-                plan.total_bytes,
-                0,
-                len(plan.items),
-                0.0,
-            )
-        destination.refuse_foreign()
-        staging = destination.open_staging(plan.identity)
-
-        candidates = destination.reuse_candidates()
-        self._progress = Progress("fetch", plan.total_bytes, len(plan.items), enabled=self.progress_enabled)
-        reused_bytes = reused_files = 0
-        small: list[tuple[FetchItem, Path]] = []
-        large: list[ChunkedFile] = []
-        try:
-            for item in sorted(plan.items, key=lambda i: (-i.size, i.path)):
-                final = staging / check_relpath(item.path)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                verify = self.verify_local
-                if already_staged(final, item, verify=verify) or reuse(
-                    final, item, candidates, verify=verify
-                ):
-                    reused_bytes += item.size
-                    reused_files += 1
-                    self._progress.add(item.size)
-                    self._progress.file_done()
-                elif item.size > self.chunk_size:
-                    large.append(ChunkedFile(item, final, self.chunk_size))
-                else:
-                    small.append((item, final))
-            Transfer(self.client, self.workers, self._count, self._progress.file_done).run(
-                plan.bucket, small, large
-            )
-        except BaseException:
-            for job in large:
-                job.close()
-            raise
-        finally:
-            self._progress.close()
-
-        destination.publish(plan)
+        with destination.locked():
+            if destination.holds(plan, deep=self.verify_local):
+                destination.discard_old()
+                return FetchResult(
+                    plan.identity,
+                    destination.path,
+                    plan.total_bytes,
+                    0,
+                    plan.total_bytes,
+                    0,
+                    len(plan.items),
+                    0.0,
+                )
+            destination.refuse_foreign()
+            needed = 0
+            try:
+                journal = destination.open_staging(plan.identity)
+                try:
+                    needed, reused_bytes, reused_files = self._download(plan, destination, journal)
+                finally:
+                    journal.close()
+                destination.publish(plan, journal)
+            except LocalWriteError as exc:
+                if exc.no_space:
+                    raise destination.abandon_for_space(exc.message, needed) from None
+                raise
+            except OSError as exc:  # network errors became SnapshotErrors: what is left is local
+                error = LocalWriteError(exc.filename or destination.staging, exc)
+                if error.no_space:
+                    raise destination.abandon_for_space(error.message, needed) from None
+                raise error from None
         return FetchResult(
             identity=plan.identity,
             dest=destination.path,
@@ -123,6 +109,49 @@ class Fetcher:
             files_reused=reused_files,
             seconds=time.monotonic() - started,
         )
+
+    def _download(
+        self, plan: FetchPlan, destination: Destination, journal: VerifiedJournal
+    ) -> tuple[int, int, int]:
+        """Reuse what is verified locally, download the rest; (bytes to download, reused bytes, files)."""
+        candidates = destination.reuse_candidates()
+        self._progress = progress = Progress(
+            "fetch", plan.total_bytes, len(plan.items), enabled=self.progress_enabled
+        )
+        reused_bytes = reused_files = needed = 0
+        small: list[tuple[FetchItem, Path]] = []
+        large: list[ChunkedFile] = []
+
+        def verified(item: FetchItem) -> None:
+            journal.add(item.path, item.sha256)
+            progress.file_done()
+
+        try:
+            for item in sorted(plan.items, key=lambda i: (-i.size, i.path)):
+                final = destination.staging / check_relpath(item.path)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                verify = self.verify_local
+                if already_staged(journal, item, verify=verify) or reuse(
+                    journal, item, candidates, verify=verify
+                ):
+                    reused_bytes += item.size
+                    reused_files += 1
+                    progress.add(item.size)
+                    progress.file_done()
+                elif item.size > self.chunk_size:
+                    job = ChunkedFile(item, final, self.chunk_size)
+                    large.append(job)
+                    needed += job.unallocated()
+                else:
+                    small.append((item, final))
+                    needed += item.size
+            destination.check_space(needed, plan.identity)
+            Transfer(self.client, self.workers, self._count, verified).run(plan.bucket, small, large)
+        finally:
+            for job in large:
+                job.close()
+            progress.close()
+        return needed, reused_bytes, reused_files
 
     def _count(self, nbytes: int) -> None:
         with self._received_lock:

@@ -23,7 +23,7 @@ from typing import Any
 from minio import Minio
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
+from codepilot_operator.snapshots.errors import FailureReason, LocalWriteError, SnapshotError
 from codepilot_operator.snapshots.fetcher.chunked import PART_SUFFIX, ChunkedFile
 from codepilot_operator.snapshots.fetcher.plan import FetchItem
 from codepilot_operator.snapshots.s3io import translate
@@ -35,15 +35,32 @@ _RECV_BUFFER = 1024 * 1024  # per thread, reused: received into, written and has
 _local = threading.local()
 
 
+def write_all(fd: int, block: memoryview, position: int | None, path: Path) -> None:
+    """Write all of ``block`` (at ``position``, or the file offset), naming ``path`` if it fails.
+
+    A short write is not the end: the bytes were hashed as received, so a dropped tail would leave a
+    hole on disk behind a digest that matched. The next write of the rest raises (ENOSPC, EFBIG).
+    """
+    try:
+        while block:
+            written = os.write(fd, block) if position is None else os.pwrite(fd, block, position)
+            block = block[written:]
+            if position is not None:
+                position += written
+    except OSError as exc:
+        raise LocalWriteError(path, exc) from None
+
+
 class Transfer:
-    """One fetch's downloads; ``on_bytes`` sees every received byte count, ``on_file`` every verified file."""
+    """One fetch's downloads; ``on_bytes`` sees every received byte count, ``on_file`` every file once it
+    is verified and has its final name."""
 
     def __init__(
         self,
         client: Minio,
         workers: int,
         on_bytes: Callable[[int], None],
-        on_file: Callable[[], None],
+        on_file: Callable[[FetchItem], None],
     ):
         self.client = client
         self.workers = workers
@@ -133,12 +150,12 @@ class Transfer:
             if self._abort.is_set():
                 raise SnapshotError(FailureReason.ENDPOINT_UNREACHABLE, "aborted")
             if job.try_hash():  # chunks journalled by an interrupted run: hash them first
-                self.on_file()
+                self.on_file(job.item)
             self._fetch_chunk(bucket, job, index)
 
     def _finish_large(self, job: ChunkedFile) -> None:
         if job.try_hash():
-            self.on_file()
+            self.on_file(job.item)
 
     @staticmethod
     def _blocks(response: Any) -> Iterator[memoryview]:
@@ -208,16 +225,20 @@ class Transfer:
         part = final.with_name(final.name + PART_SUFFIX)
         digest = hashlib.sha256()
         received = 0
-        with part.open("wb") as handle:
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LocalWriteError(part, exc) from None
+        try:
 
             def sink(block: memoryview) -> None:
-                handle.write(block)
+                write_all(fd, block, None, part)
                 digest.update(block)
 
             def restart() -> None:
                 nonlocal digest
-                handle.seek(0)
-                handle.truncate()
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
                 digest = hashlib.sha256()
 
             for _attempt in range(2):
@@ -225,6 +246,8 @@ class Transfer:
                 received = self._get(bucket, item.key, 0, 0, sink, restart) if item.size else 0
                 if received == item.size:
                     break
+        finally:
+            os.close(fd)
         if received != item.size or (item.sha256 and digest.hexdigest() != item.sha256):
             part.unlink(missing_ok=True)
             got = f"{received} bytes" if received != item.size else f"sha256 {digest.hexdigest()}"
@@ -234,7 +257,7 @@ class Transfer:
                 f"(object {item.key} is corrupted)",
             )
         os.replace(part, final)
-        self.on_file()
+        self.on_file(item)
 
     def _fetch_chunk(self, bucket: str, job: ChunkedFile, index: int) -> None:
         """Receive one chunk into the part file; hash it as it arrives when it is next in order."""
@@ -248,7 +271,7 @@ class Transfer:
                 raise SnapshotError(
                     FailureReason.CHECKSUM_MISMATCH, f"{job.item.key}: longer than its manifest"
                 )
-            os.pwrite(job.fd, block, position)
+            write_all(job.fd, block, position, job.part)
             if not inline and job.hashed == index:  # unlocked hint; start_inline checks under the lock
                 inline = job.start_inline(index, position)
             position += len(block)
@@ -277,4 +300,4 @@ class Transfer:
                 job.abandon_inline()
             raise
         if job.end_inline(index) if inline else job.chunk_written(index):
-            self.on_file()
+            self.on_file(job.item)
