@@ -124,7 +124,8 @@ class Methods:
         self.server = server
         self.args = args
         self.env = {
-            **os.environ,
+            # plain http on loopback: a CA bundle from the machine's environment only trips rclone up
+            **{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},
             "AWS_ACCESS_KEY_ID": server.access_key,
             "AWS_SECRET_ACCESS_KEY": server.secret_key,
             "AWS_REGION": "us-east-1",

@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
@@ -120,7 +121,16 @@ class S3Settings:
         )
 
 
-def make_client(settings: S3Settings) -> Minio:
+class S3Client(Minio):
+    """A minio client that keeps the settings it was made from: the fetcher's lean GET path opens its
+    own connections to the same endpoint, with the same timeouts."""
+
+    def __init__(self, settings: S3Settings, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.settings = settings
+
+
+def make_client(settings: S3Settings) -> S3Client:
     """Few, quick retries: a fetch that cannot reach S3 should fail fast and be resumed by a restart."""
     http = urllib3.PoolManager(
         timeout=Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
@@ -129,8 +139,9 @@ def make_client(settings: S3Settings) -> Minio:
         ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where(),
         retries=Retry(total=3, connect=2, read=1, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]),
     )
-    return Minio(
-        settings.host,
+    return S3Client(
+        settings,
+        endpoint=settings.host,
         access_key=settings.access_key,
         secret_key=settings.secret_key,
         session_token=settings.session_token,

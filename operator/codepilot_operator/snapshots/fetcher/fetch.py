@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -122,8 +123,8 @@ class Fetcher:
         small: list[tuple[FetchItem, Path]] = []
         large: list[ChunkedFile] = []
 
-        def verified(item: FetchItem) -> None:
-            journal.add(item.path, item.sha256)
+        def verified(item: FetchItem, st: os.stat_result | None) -> None:
+            journal.add(item.path, item.sha256, st)
             progress.file_done()
 
         try:

@@ -36,9 +36,9 @@ class Verified:
     ctime_ns: int
 
     @classmethod
-    def now(cls, root: Path, path: str, sha256: str | None) -> Verified:
-        """The record of ``root/path`` as it is now; call it right after its bytes were checked."""
-        st = os.stat(root / path)
+    def now(cls, root: Path, path: str, sha256: str | None, st: os.stat_result | None = None) -> Verified:
+        """The record of ``root/path`` as it is now (or as ``st``, an fstat of it after its last write)."""
+        st = st if st is not None else os.stat(root / path)
         return cls(path, st.st_size, sha256, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
 
     def holds(self, root: Path, size: int, sha256: str | None) -> bool:
@@ -122,9 +122,9 @@ class VerifiedJournal:
         record = self.entries.get(path)
         return record is not None and record.holds(self.staging, size, sha256)
 
-    def add(self, path: str, sha256: str | None) -> Verified:
+    def add(self, path: str, sha256: str | None, st: os.stat_result | None = None) -> Verified:
         """Record ``path`` (relative to the staging directory), verified just now."""
-        record = Verified.now(self.staging, path, sha256)
+        record = Verified.now(self.staging, path, sha256, st)
         line = (json.dumps(record.to_json(), separators=(",", ":")) + "\n").encode()
         with self._lock:
             if self._fd < 0:
