@@ -128,9 +128,12 @@ class Fetcher:
             progress.file_done()
 
         try:
+            made: set[Path] = set()
             for item in sorted(plan.items, key=lambda i: (-i.size, i.path)):
                 final = destination.staging / check_relpath(item.path)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.parent not in made:  # one mkdir per directory, not per file
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(final.parent)
                 verify = self.verify_local
                 if already_staged(journal, item, verify=verify) or reuse(
                     journal, item, candidates, verify=verify

@@ -86,24 +86,36 @@ class Transfer:
                 if not job.missing():  # killed after the last chunk: only the hash is left
                     futures.append(pool.submit(self._finish_large, job))
             # Large files go in lanes (a few threads, each fetching its chunks in order), small files
-            # are queued for all the threads: small files are bound by request latency, large chunks by
+            # are shared by all the threads: small files are bound by request latency, large chunks by
             # bandwidth and hashing, so running both at once keeps the connections and the CPU busy.
+            # Small files sit in one queue that threads drain (a lane's thread joins when its lane is
+            # done), not a future each: a future per file was a lock and a condition per file.
             lanes = [collections.deque(lane) for lane in self._lanes(large, with_small=bool(small))]
             lanes_lock = threading.Lock()
+            queue = collections.deque(small)
             for lane in lanes:
-                futures.append(pool.submit(self._fetch_lane, bucket, lane, lanes, lanes_lock))
-            for item, final in small:
-                futures.append(pool.submit(self._fetch_small, bucket, item, final))
+                futures.append(pool.submit(self._fetch_lane, bucket, lane, lanes, lanes_lock, queue))
+            for _ in range(min(len(small), self.workers - len(lanes))):
+                futures.append(pool.submit(self._drain_small, bucket, queue))
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in done if f.exception() is not None), None)
             if failed is not None:
                 self._abort.set()
+                queue.clear()
                 for future in pending:
                     future.cancel()
                 wait(pending)
                 error = failed.exception()
                 assert error is not None
                 raise error
+
+    def _drain_small(self, bucket: str, queue: collections.deque[tuple[FetchItem, Path]]) -> None:
+        while not self._abort.is_set():
+            try:
+                item, final = queue.popleft()  # deque.popleft is atomic: no lock needed
+            except IndexError:
+                return
+            self._fetch_small(bucket, item, final)
 
     def _lanes(self, large: list[ChunkedFile], *, with_small: bool) -> list[list[tuple[ChunkedFile, int]]]:
         """Split the missing chunks of the large files into lanes, each fetched in order by one thread.
@@ -143,6 +155,7 @@ class Transfer:
         lane: collections.deque[tuple[ChunkedFile, int]],
         lanes: list[collections.deque[tuple[ChunkedFile, int]]],
         lock: threading.Lock,
+        small: collections.deque[tuple[FetchItem, Path]],
     ) -> None:
         """Fetch a lane's chunks in order; when it is empty, take the last chunk of the longest lane.
 
@@ -156,13 +169,14 @@ class Transfer:
                 else:
                     longest = max(lanes, key=len)
                     if not longest:
-                        return
+                        break
                     job, index = longest.pop()
             if self._abort.is_set():
                 raise SnapshotError(FailureReason.ENDPOINT_UNREACHABLE, "aborted")
             if job.try_hash():  # chunks journalled by an interrupted run: hash them first
                 self.on_file(job.item, None)
             self._fetch_chunk(bucket, job, index)
+        self._drain_small(bucket, small)
 
     def _finish_large(self, job: ChunkedFile) -> None:
         if job.try_hash():
