@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,14 @@ class Verified:
         return Verified(self.path, self.size, self.sha256, self.ino, self.mtime_ns, st.st_ctime_ns)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {  # by hand: dataclasses.asdict deep-copies, and this runs once per verified file
+            "path": self.path,
+            "size": self.size,
+            "sha256": self.sha256,
+            "ino": self.ino,
+            "mtime_ns": self.mtime_ns,
+            "ctime_ns": self.ctime_ns,
+        }
 
     @classmethod
     def from_json(cls, doc: Any) -> Verified | None:
