@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.kube",
     "tests.fixtures.helm",
+    "tests.fixtures.volume",
 ]
 
 

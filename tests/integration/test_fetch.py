@@ -4,6 +4,7 @@ server was killed mid-fetch, and one-line errors with distinct exit codes from t
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
@@ -21,6 +22,7 @@ from codepilot_operator.snapshots.fetcher import MARKER, Fetcher, FetchResult, p
 from codepilot_operator.snapshots.service import Credentials, ensure_snapshot, location_for, store_for
 from codepilot_operator.snapshots.store import SnapshotRef, SnapshotStore
 from tests.fixtures.s3 import SeaweedFS, codepilot_doc, minio_client, upload
+from tests.fixtures.volume import SmallVolume
 
 CHUNK = 256 * 1024  # small chunks, so a few MiB exercise the ranged, journalled path
 
@@ -151,6 +153,147 @@ def test_server_killed_mid_fetch_then_resume_completes(s3_server_killable: Seawe
     assert resumed.downloaded_bytes < ref.size_bytes - ref.size_bytes // 4  # the first half was kept
 
 
+class _Interrupted(Exception):
+    """Stands for the kill of an init container at a chosen point of the fetch."""
+
+
+def _interrupt_when(store: SnapshotStore, ref: SnapshotRef, dest: Path, staged: str) -> Path:
+    """Fetch with one worker (files in a fixed order) until ``staged`` is verified in the staging dir."""
+    staging = dest.with_name(f".{dest.name}.partial")
+
+    def stop(nbytes: int) -> None:
+        if (staging / staged).exists():
+            raise _Interrupted
+
+    fetcher = Fetcher(store.client, chunk_size=CHUNK, workers=1, progress=False, on_bytes=stop)
+    with pytest.raises(_Interrupted):
+        fetcher.fetch(plan_snapshot(store.client, store.location, ref.id), dest)
+    return staging
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    """Change one byte in place: same size, same inode (what size-only trust cannot see)."""
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_resume_re_verifies_staged_files_changed_since_they_were_verified(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    files = _files(seed=4)
+    store, ref = _snapshot(s3_server, s3_bucket, files)
+    dest = tmp_path / "1"
+    # One worker: the large file first, then the small ones by size; stop once two small files are in.
+    staging = _interrupt_when(store, ref, dest, "tokenizer/part-11.txt")
+    verified = ["model.safetensors", "tokenizer/part-10.txt", "tokenizer/part-11.txt"]
+    assert all((staging / name).is_file() for name in verified) and not dest.exists()
+
+    _flip_byte(staging / "model.safetensors", 1_000_000)  # a torn or tampered staging directory
+    _flip_byte(staging / "tokenizer/part-10.txt", 7)
+    resumed = _fetch(store, ref.id, dest)  # no verify_local: the fetch itself must not trust them
+
+    assert _tree(dest) == files
+    changed = len(files["model.safetensors"]) + len(files["tokenizer/part-10.txt"])
+    assert resumed.downloaded_bytes >= changed  # both were fetched again, not published as they were
+    assert resumed.files_reused >= 1  # what was unchanged (or re-hashed and found whole) was kept
+
+
+def test_completed_destination_changed_on_disk_is_repaired_on_refetch(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    files = _files(seed=5)
+    store, ref = _snapshot(s3_server, s3_bucket, files)
+    dest = tmp_path / "1"
+    _fetch(store, ref.id, dest)
+
+    _flip_byte(dest / "model.safetensors", 5)  # someone wrote into the served directory
+    again = _fetch(store, ref.id, dest)
+    assert _tree(dest) == files
+    assert again.downloaded_bytes == len(files["model.safetensors"])  # the rest is linked, not fetched
+
+    untouched = _fetch(store, ref.id, dest)
+    assert untouched.already_complete  # the repaired directory is trusted again: 0 bytes, no re-hash
+
+
+def test_a_changed_file_of_the_previous_snapshot_is_not_reused(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    v1_files = _files(seed=6)
+    v2_files = {**v1_files, "config.json": b'{"arch": "starcoder2"}'}
+    store, v1 = _snapshot(s3_server, s3_bucket, v1_files, "m/v1")
+    _, v2 = _snapshot(s3_server, s3_bucket, v2_files, "m/v2")
+    dest = tmp_path / "1"
+    _fetch(store, v1.id, dest)
+    _flip_byte(dest / "tokenizer/part-03.txt", 3)
+
+    result = _fetch(store, v2.id, dest)
+    assert _tree(dest) == v2_files
+    assert result.files_reused == len(v2_files) - 2  # neither the new config nor the changed file
+
+
+def test_a_second_fetch_into_the_same_destination_is_refused_while_one_runs(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    files = _files(seed=7)
+    store, ref = _snapshot(s3_server, s3_bucket, files)
+    dest = tmp_path / "1"
+    second: list[SnapshotError | FetchResult] = []
+    once = threading.Lock()
+
+    def start_another(nbytes: int) -> None:  # runs inside the first fetch, while it downloads
+        if once.acquire(blocking=False):
+            try:
+                second.append(_fetch(store, ref.id, dest))
+            except SnapshotError as exc:
+                second.append(exc)
+
+    first = Fetcher(store.client, chunk_size=CHUNK, workers=4, progress=False, on_bytes=start_another)
+    result = first.fetch(plan_snapshot(store.client, store.location, ref.id), dest)
+
+    assert result.downloaded_bytes == ref.size_bytes and _tree(dest) == files
+    assert len(second) == 1 and isinstance(second[0], SnapshotError)
+    assert second[0].reason is FailureReason.FETCH_IN_PROGRESS
+    assert str(second[0]) == f"FetchInProgress: another fetch is running in {dest}"
+
+
+def test_disk_full_names_the_path_and_leaves_no_partial_download(
+    s3_server: SeaweedFS, s3_bucket: str, small_volume: SmallVolume
+) -> None:
+    files = {"model.safetensors": os.urandom(3 * 1024 * 1024), "config.json": b"{}"}
+    store, ref = _snapshot(s3_server, s3_bucket, files)
+    dest = small_volume.path / "coder" / "1"
+    before = small_volume.used_bytes()
+    filler = small_volume.path / "other-tenant.bin"
+
+    def fill_the_disk(nbytes: int) -> None:  # another writer takes the space while the fetch runs
+        if not filler.exists():
+            filler.write_bytes(b"\0" * (small_volume.free_bytes() - 256 * 1024))
+
+    fetcher = Fetcher(store.client, chunk_size=CHUNK, workers=2, progress=False, on_bytes=fill_the_disk)
+    with pytest.raises(SnapshotError) as excinfo:
+        fetcher.fetch(plan_snapshot(store.client, store.location, ref.id), dest)
+    error = excinfo.value
+    assert error.reason is FailureReason.LOCAL_IO and error.exit_code == 8
+    assert "No space left on device" in str(error) and str(dest.parent / ".1.partial") in str(error)
+    assert "\n" not in str(error)
+    filler.unlink()
+    assert not dest.exists() and not dest.with_name(".1.partial").exists()
+    assert small_volume.used_bytes() <= before + 64 * 1024  # the staged bytes were given back
+
+    # Too small from the start: refused before a byte is downloaded, the same way, from the CLI.
+    big = {"weights.bin": os.urandom(5 * 1024 * 1024)}
+    _, too_big = _snapshot(s3_server, s3_bucket, big, "m/big")
+    cli = _cli(["fetch", "--snapshot", too_big.uri, "--dest", str(dest), "--no-progress"], s3_server.env)
+    lines = cli.stderr.strip().splitlines()
+    assert (cli.returncode, len(lines)) == (8, 1), cli.stderr
+    assert lines[0].startswith("error: LocalIOError: ") and str(dest.parent) in lines[0]
+    assert "5.0 MiB" in lines[0]  # how much the snapshot needs
+    assert not dest.exists() and not dest.with_name(".1.partial").exists()
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
     return subprocess.run(
@@ -177,11 +320,13 @@ def test_cli_fetch_exit_codes_and_one_line_errors(
     assert again.returncode == 0 and "0 B downloaded" in again.stderr
 
     other = tmp_path / "other"
+    busy = tmp_path / "busy"
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("not ours")
     cases = [
         ({**s3_server.env, "AWS_SECRET_ACCESS_KEY": "wrong"}, args, 5, "AccessDenied"),
+        ({**s3_server.env, "AWS_SESSION_TOKEN": "never-issued"}, args, 5, "AccessDenied"),
         ({**s3_server.env, "S3_ENDPOINT": "http://127.0.0.1:9"}, args, 6, "EndpointUnreachable"),
         (
             s3_server.env,
@@ -208,13 +353,31 @@ def test_cli_fetch_exit_codes_and_one_line_errors(
             2,
             "not a snapshot URI",
         ),
+        (
+            s3_server.env,
+            ["fetch", "--snapshot", ref.uri, "--dest", "/"],
+            2,
+            "destination / is the filesystem",
+        ),
+        (
+            s3_server.env,
+            ["fetch", "--snapshot", ref.uri, "--dest", str(busy)],
+            9,
+            f"FetchInProgress: another fetch is running in {busy}",
+        ),
     ]
-    for env, argv, code, text in cases:
-        result = _cli(argv, env)
-        lines = result.stderr.strip().splitlines()
-        assert (result.returncode, len(lines)) == (code, 1), result.stderr
-        assert lines[0].startswith("error: ") and text in lines[0] and "Traceback" not in result.stderr
-    assert not other.exists() and (foreign / "keep.txt").read_text() == "not ours"
+    for bad in ("inf", "nan", "-1", "0", "1e300"):
+        cases.append(({**s3_server.env, "S3_CONNECT_TIMEOUT": bad}, args, 2, "S3_CONNECT_TIMEOUT"))
+    cases.append(({**s3_server.env, "S3_READ_TIMEOUT": "inf"}, args, 2, "S3_READ_TIMEOUT"))
+    # A running fetch holds the lock beside its destination (the documented lock file).
+    with (tmp_path / ".busy.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for env, argv, code, text in cases:
+            result = _cli(argv, env)
+            lines = result.stderr.strip().splitlines()
+            assert (result.returncode, len(lines)) == (code, 1), (argv, env, result.stderr)
+            assert lines[0].startswith("error: ") and text in lines[0] and "Traceback" not in result.stderr
+    assert not other.exists() and not busy.exists() and (foreign / "keep.txt").read_text() == "not ours"
 
 
 def test_rendered_init_container_args_run_the_fetcher(

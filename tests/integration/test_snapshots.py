@@ -222,10 +222,22 @@ def test_corrupted_blob_is_reported_by_verify(s3_server: SeaweedFS, s3_bucket: s
     assert excinfo.value.reason is FailureReason.CHECKSUM_MISMATCH
     assert "model.safetensors" in str(excinfo.value)
 
+
+def test_a_blob_deleted_behind_the_source_index_is_copied_again(s3_server: SeaweedFS, s3_bucket: str) -> None:
+    client = minio_client(s3_server)
+    upload(client, s3_bucket, "coder/v1", FILES)
+    cp = _cp(s3_server, s3_bucket, "coder/v1")
+    store = _store(s3_server, cp)
+    ref = ensure_snapshot(store, cp, now=T0)
+    key = store.location.blob_key(hashlib.sha256(FILES["model.safetensors"]).hexdigest())
     client.remove_object(s3_bucket, key)
-    with pytest.raises(SnapshotError) as excinfo:
-        ensure_snapshot(store, cp, now=T0)  # the known listing maps to this snapshot: its blob must exist
-    assert excinfo.value.reason is FailureReason.OBJECT_MISSING
+
+    # The source listing is unchanged, so the source index maps it to this snapshot, whose blob is gone:
+    # the source still has the bytes, so they are hashed and copied again, with no manual cleanup.
+    again = ensure_snapshot(store, cp, now=T0)
+    assert again.id == ref.id and again.bytes_copied == len(FILES["model.safetensors"])
+    assert store.verify(ref.id) == store.read_manifest(ref.id)
+    assert ensure_snapshot(store, cp, now=T0).bytes_copied == 0  # and cheap again afterwards
 
 
 def test_snapshot_served_pins_both_tracks(s3_server: SeaweedFS, s3_bucket: str) -> None:

@@ -130,3 +130,26 @@ def test_errors_are_one_line_with_exit_codes(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     code, out, err = _run(capsys, "snapshot", "list", cp)
     assert (code, out) == (5, "") and err.startswith("error: AccessDenied: ") and err.count("\n") == 1
+
+
+def test_snapshot_commands_send_the_session_token_as_fetch_does(
+    cli_env: SeaweedFS,
+    s3_bucket: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Temporary credentials come as three variables; a command that drops the token signs as someone else.
+
+    SeaweedFS checks the token it is given, so a token it never issued is refused: proof that it was sent.
+    """
+    upload(minio_client(cli_env), s3_bucket, "m/v1", FILES)
+    cp = _manifest(tmp_path, codepilot_doc(s3_bucket, "m/v1", cli_env.endpoint))
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "a-token-this-server-never-issued")
+    for command in ("create", "list"):
+        code, out, err = _run(capsys, "snapshot", command, cp, "--no-progress")
+        assert (code, out) == (5, ""), (command, err)
+        assert err.startswith("error: AccessDenied: ") and err.count("\n") == 1
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    code, _, err = _run(capsys, "snapshot", "create", cp, "--no-progress")
+    assert code == 0, err

@@ -11,7 +11,8 @@ import pytest
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.status import Condition
 from codepilot_operator.api.tracks import pinned_snapshot_ids
-from codepilot_operator.clients.s3 import S3Settings
+from codepilot_operator.clients.s3 import Credentials as S3Credentials
+from codepilot_operator.clients.s3 import S3Settings, credentials_from_env
 from codepilot_operator.loader import parse_codepilot
 from codepilot_operator.reconcile.status import merge_conditions
 from codepilot_operator.reconcile.weights import snapshot_failed_conditions, track_pin, weights_verified
@@ -101,6 +102,14 @@ def test_credentials_from_secret_data() -> None:
     )
 
 
+def test_credentials_come_from_one_reader_of_the_environment() -> None:
+    env = {"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk", "AWS_SESSION_TOKEN": "tok"}
+    assert credentials_from_env(env) == S3Credentials("ak", "sk", "tok")
+    assert credentials_from_env({}) is None
+    settings = S3Settings.from_env({**env, "S3_ENDPOINT": "http://m"})
+    assert (settings.access_key, settings.secret_key, settings.session_token) == ("ak", "sk", "tok")
+
+
 def test_s3_settings_follow_the_usual_environment() -> None:
     env = {
         "S3_ENDPOINT": "https://s3.example.internal:9000",
@@ -129,6 +138,12 @@ def test_s3_settings_follow_the_usual_environment() -> None:
         ({"S3_ENDPOINT": "http://minio:9000/bucket"}, "http(s)://host"),
         ({"S3_ENDPOINT": "http://m", "AWS_ACCESS_KEY_ID": "ak"}, "set both"),
         ({"S3_ENDPOINT": "http://m", "S3_READ_TIMEOUT": "soon"}, "seconds"),
+        ({"S3_ENDPOINT": "http://m", "S3_CONNECT_TIMEOUT": "inf"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_ENDPOINT": "http://m", "S3_CONNECT_TIMEOUT": "nan"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_ENDPOINT": "http://m", "S3_CONNECT_TIMEOUT": "-5"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_ENDPOINT": "http://m", "S3_CONNECT_TIMEOUT": "0"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_ENDPOINT": "http://m", "S3_CONNECT_TIMEOUT": "1e300"}, "S3_CONNECT_TIMEOUT"),
+        ({"S3_ENDPOINT": "http://m", "S3_READ_TIMEOUT": "-inf"}, "S3_READ_TIMEOUT"),
     ],
 )
 def test_s3_settings_refuse_what_would_fail_later(env: dict[str, str], message: str) -> None:

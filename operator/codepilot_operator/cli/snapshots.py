@@ -1,7 +1,8 @@
 """``codepilot fetch`` (the init container's entrypoint) and ``codepilot snapshot create|list|verify|gc``.
 
 Exit codes: 0 done; 2 invalid input; 3 checksum mismatch; 4 bucket/object/snapshot missing;
-5 access denied; 6 endpoint unreachable; 7 source changed while snapshotting; 8 local disk error.
+5 access denied; 6 endpoint unreachable; 7 source changed while snapshotting; 8 local disk error;
+9 another fetch is running in the destination.
 Every failure is one line on stderr; tables go to stdout, progress to stderr.
 """
 
@@ -101,16 +102,10 @@ def _codepilot(args: argparse.Namespace) -> CodePilot:
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
-    import os
+    from codepilot_operator.clients.s3 import credentials_from_env
+    from codepilot_operator.snapshots.service import store_for
 
-    from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV
-    from codepilot_operator.snapshots.service import Credentials, store_for
-
-    access, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
-    if bool(access) != bool(secret):
-        raise ValueError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither for anonymous access")
-    credentials = Credentials(access, secret) if access and secret else None
-    return store_for(cp, credentials, endpoint=args.endpoint, progress=not args.no_progress)
+    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=not args.no_progress)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -261,7 +256,8 @@ def register(subparsers: Any) -> None:
         "fetch",
         help="download and verify a weight snapshot into a directory (the init container's entrypoint)",
         description="Reads S3_ENDPOINT, S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-        "S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT from the environment; https:// endpoints use TLS.",
+        "AWS_SESSION_TOKEN, S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT from the environment; https:// "
+        "endpoints use TLS.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--snapshot", metavar="URI", help="s3://bucket/<prefix>/<snapshot id>")
@@ -269,8 +265,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dest", required=True, metavar="DIR", help="directory that receives the files")
     p.add_argument("--endpoint", help="S3 endpoint URL (default: $S3_ENDPOINT)")
     p.add_argument("--region", help="S3 region (default: $S3_REGION)")
-    p.add_argument("--workers", type=_positive_int, default=8, help="parallel GETs (default 8)")
-    p.add_argument("--chunk-size", type=_positive_int, default=16, metavar="MIB", help="ranged GET size (16)")
+    p.add_argument("--workers", type=_positive_int, default=16, help="parallel GETs (default 16)")
+    p.add_argument("--chunk-size", type=_positive_int, default=32, metavar="MIB", help="ranged GET size (32)")
     p.add_argument("--verify-local", action="store_true", help="re-hash files already on disk too")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=_guarded(cmd_fetch))

@@ -6,9 +6,11 @@ The connection pool is sized for the fetcher's parallel ranged GETs (minio's def
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import certifi
@@ -24,6 +26,46 @@ SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
 CONNECT_TIMEOUT_ENV = "S3_CONNECT_TIMEOUT"
 READ_TIMEOUT_ENV = "S3_READ_TIMEOUT"
 CA_BUNDLE_ENV = "AWS_CA_BUNDLE"
+MAX_TIMEOUT = 86400.0  # a day: beyond any sane wait, and far inside what a socket timeout can hold
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    session_token: str | None = None  # temporary credentials (STS) come with one
+
+
+def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials | None:
+    """The keys every S3 tool reads (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_SESSION_TOKEN``); None for anonymous access. The one reader, so ``fetch`` and ``snapshot``
+    commands cannot disagree about which credentials they use."""
+    env = os.environ if env is None else env
+    access, secret = env.get(ACCESS_KEY_ENV) or None, env.get(SECRET_KEY_ENV) or None
+    if bool(access) != bool(secret):
+        raise ValueError(f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither for anonymous access")
+    if not access or not secret:
+        return None
+    return Credentials(access, secret, env.get(SESSION_TOKEN_ENV) or None)
+
+
+def _timeout(value: float, what: str) -> float:
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise ValueError(
+            f"{what} must be a number of seconds above 0 and at most {MAX_TIMEOUT:.0f}, got {value}"
+        )
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be seconds, e.g. 10, got {text!r}") from None
+    return _timeout(value, name)
 
 
 @dataclass(frozen=True)
@@ -54,6 +96,8 @@ class S3Settings:
             raise ValueError(
                 f"set both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}, or neither for anonymous access"
             )
+        _timeout(self.connect_timeout, "connect timeout")
+        _timeout(self.read_timeout, "read timeout")
 
     @classmethod
     def from_env(
@@ -64,24 +108,29 @@ class S3Settings:
         chosen = endpoint or env.get(ENDPOINT_ENV)
         if not chosen:
             raise ValueError(f"no S3 endpoint: set {ENDPOINT_ENV} or pass --endpoint")
-        try:
-            connect = float(env.get(CONNECT_TIMEOUT_ENV, "10"))
-            read = float(env.get(READ_TIMEOUT_ENV, "120"))
-        except ValueError:
-            raise ValueError(f"{CONNECT_TIMEOUT_ENV}/{READ_TIMEOUT_ENV} must be seconds, e.g. 10") from None
+        credentials = credentials_from_env(env)
         return cls(
             endpoint=chosen,
-            access_key=env.get(ACCESS_KEY_ENV) or None,
-            secret_key=env.get(SECRET_KEY_ENV) or None,
-            session_token=env.get(SESSION_TOKEN_ENV) or None,
+            access_key=credentials.access_key if credentials else None,
+            secret_key=credentials.secret_key if credentials else None,
+            session_token=credentials.session_token if credentials else None,
             region=region or env.get(REGION_ENV) or None,
-            connect_timeout=connect,
-            read_timeout=read,
+            connect_timeout=_seconds(env, CONNECT_TIMEOUT_ENV, 10.0),
+            read_timeout=_seconds(env, READ_TIMEOUT_ENV, 120.0),
             ca_bundle=env.get(CA_BUNDLE_ENV) or None,
         )
 
 
-def make_client(settings: S3Settings) -> Minio:
+class S3Client(Minio):
+    """A minio client that keeps the settings it was made from: the fetcher's lean GET path opens its
+    own connections to the same endpoint, with the same timeouts."""
+
+    def __init__(self, settings: S3Settings, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.settings = settings
+
+
+def make_client(settings: S3Settings) -> S3Client:
     """Few, quick retries: a fetch that cannot reach S3 should fail fast and be resumed by a restart."""
     http = urllib3.PoolManager(
         timeout=Timeout(connect=settings.connect_timeout, read=settings.read_timeout),
@@ -90,8 +139,9 @@ def make_client(settings: S3Settings) -> Minio:
         ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or certifi.where(),
         retries=Retry(total=3, connect=2, read=1, backoff_factor=0.3, status_forcelist=[500, 502, 503, 504]),
     )
-    return Minio(
-        settings.host,
+    return S3Client(
+        settings,
+        endpoint=settings.host,
         access_key=settings.access_key,
         secret_key=settings.secret_key,
         session_token=settings.session_token,

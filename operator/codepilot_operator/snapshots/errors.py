@@ -7,7 +7,9 @@ exit code, so an init container that failed says why in ``kubectl get pod`` (exi
 
 from __future__ import annotations
 
+import errno
 from enum import StrEnum
+from pathlib import Path
 
 
 class FailureReason(StrEnum):
@@ -19,6 +21,7 @@ class FailureReason(StrEnum):
     INVALID_SNAPSHOT = "InvalidSnapshot"
     SOURCE_CHANGED = "SourceChanged"
     LOCAL_IO = "LocalIOError"
+    FETCH_IN_PROGRESS = "FetchInProgress"  # the fetcher only: another fetch holds the destination's lock
 
 
 # Distinct exit codes so a crash-looping init container is diagnosable from the pod status alone.
@@ -32,6 +35,7 @@ EXIT_CODES: dict[FailureReason, int] = {
     FailureReason.ENDPOINT_UNREACHABLE: 6,
     FailureReason.SOURCE_CHANGED: 7,
     FailureReason.LOCAL_IO: 8,
+    FailureReason.FETCH_IN_PROGRESS: 9,
 }
 
 
@@ -46,3 +50,18 @@ class SnapshotError(Exception):
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.reason, 1)
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class LocalWriteError(SnapshotError):
+    """A local file operation failed; the message names the file (``write()`` errors do not).
+
+    ``no_space``: the volume is full (or a quota or file-size limit was hit), which the fetcher answers
+    by giving the space back rather than leaving a partial download filling the volume.
+    """
+
+    def __init__(self, path: Path | str, exc: OSError):
+        self.no_space = exc.errno in _NO_SPACE
+        super().__init__(FailureReason.LOCAL_IO, f"{path}: {exc.strerror or exc}")

@@ -18,6 +18,7 @@ from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.tracks import pin_for, pinned_snapshot_ids
 from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, S3Settings, make_client
+from codepilot_operator.clients.s3 import Credentials as S3Credentials
 from codepilot_operator.render.fetcher import snapshot_root
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
@@ -43,10 +44,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Credentials:
-    access_key: str
-    secret_key: str
-
+class Credentials(S3Credentials):
     @classmethod
     def from_secret_data(cls, data: Mapping[str, str]) -> Credentials:
         """From a Secret's ``data`` (base64), the same keys the init container gets as env."""
@@ -67,7 +65,7 @@ def location_for(cp: CodePilot) -> SnapshotLocation:
 
 def store_for(
     cp: CodePilot,
-    credentials: Credentials | None = None,
+    credentials: S3Credentials | None = None,
     *,
     endpoint: str | None = None,
     progress: bool = False,
@@ -78,6 +76,7 @@ def store_for(
         endpoint=(endpoint or source.endpoint).rstrip("/"),
         access_key=credentials.access_key if credentials else None,
         secret_key=credentials.secret_key if credentials else None,
+        session_token=credentials.session_token if credentials else None,
         region=source.region or None,
     )
     return SnapshotStore(make_client(settings), location_for(cp), progress=progress)

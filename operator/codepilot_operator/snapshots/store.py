@@ -30,12 +30,11 @@ from codepilot_operator.snapshots.manifest import (
     FileEntry,
     Manifest,
     SnapshotLocation,
-    check_relpath,
-    listing_fingerprint,
 )
 from codepilot_operator.snapshots.progress import Progress
 from codepilot_operator.snapshots.retention import RetentionPolicy, SnapshotAge, decide
 from codepilot_operator.snapshots.s3io import translate
+from codepilot_operator.snapshots.source import SourceObject, list_source
 
 _READ_SIZE = 1024 * 1024
 _MAX_SINGLE_COPY = 5 * 1024**3  # S3 CopyObject limit; bigger objects are copied part by part
@@ -72,14 +71,6 @@ class GcResult:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class _SourceObject:
-    path: str
-    key: str
-    size: int
-    etag: str
 
 
 @dataclass
@@ -216,26 +207,6 @@ class SnapshotStore:
 
     # -- creating ----------------------------------------------------------------------------------
 
-    def _list_source(self, bucket: str, prefix: str, exclude_prefix: str | None) -> list[_SourceObject]:
-        base = f"{prefix}/" if prefix else ""
-        try:
-            objects = list(self.client.list_objects(bucket, prefix=base or None, recursive=True))
-        except Exception as exc:
-            raise translate(exc, f"s3://{bucket}/{base}") from None
-        found = []
-        for obj in objects:
-            key = obj.object_name or ""
-            if key.endswith("/") or (exclude_prefix and key.startswith(exclude_prefix.rstrip("/") + "/")):
-                continue
-            try:
-                path = check_relpath(key[len(base) :])
-            except ValueError as exc:
-                raise SnapshotError(FailureReason.INVALID_SNAPSHOT, str(exc)) from None
-            found.append(_SourceObject(path, key, int(obj.size or 0), (obj.etag or "").strip('"')))
-        if not found:
-            raise SnapshotError(FailureReason.OBJECT_MISSING, f"no objects under s3://{bucket}/{base}")
-        return found
-
     def find_by_source(self, fingerprint: str) -> tuple[str, str] | None:
         """(snapshot ID, version) an identical source listing produced before, if the manifest is there."""
         key = self.location.source_index_key(fingerprint)
@@ -267,17 +238,18 @@ class SnapshotStore:
         Cheap when nothing changed: a source listing (paths, sizes, ETags) seen before maps straight to
         its snapshot through the source index, so only a listing and a few HEADs are spent.
         """
-        source_uri = f"s3://{bucket}/{prefix}".rstrip("/")
-        objects = self._list_source(bucket, prefix, exclude_prefix)
-        fingerprint = listing_fingerprint(source_uri, ((o.path, o.size, o.etag) for o in objects))
+        listing = list_source(self.client, bucket, prefix, exclude_prefix)
+        objects, fingerprint, source_uri = listing.objects, listing.fingerprint, listing.uri
         found = self.find_by_source(fingerprint)
         if found is not None:
             known, recorded_version = found
             manifest = self.read_manifest(known)
-            self.check_blobs(manifest)
-            if recorded_version != version:  # same bytes published as another version: no write otherwise
-                self._record_source(fingerprint, known, version, source_uri, now)
-            return self._ref(known, version, manifest, reused=True)
+            if self._blobs_intact(manifest):
+                if recorded_version != version:  # same bytes published as another version: else no write
+                    self._record_source(fingerprint, known, version, source_uri, now)
+                return self._ref(known, version, manifest, reused=True)
+            # A blob was deleted (or replaced) behind the index's back: the source still holds the
+            # bytes, so hash and copy it again below, which restores the missing blobs.
 
         progress = Progress("snapshot", sum(o.size for o in objects), len(objects), enabled=self.progress)
 
@@ -286,7 +258,7 @@ class SnapshotStore:
             if on_bytes is not None:
                 on_bytes(nbytes)
 
-        def one(obj: _SourceObject) -> tuple[FileEntry, int]:
+        def one(obj: SourceObject) -> tuple[FileEntry, int]:
             digest = self._hash_source(bucket, obj, count)
             copied = self._store_blob(bucket, obj, digest)
             progress.file_done()
@@ -325,7 +297,7 @@ class SnapshotStore:
         doc = {"snapshot": snapshot_id, "version": version, "source": source, "recorded": now.isoformat()}
         self._put_bytes(self.location.source_index_key(fingerprint), json.dumps(doc, sort_keys=True).encode())
 
-    def _hash_source(self, bucket: str, obj: _SourceObject, count: Callable[[int], None]) -> str:
+    def _hash_source(self, bucket: str, obj: SourceObject, count: Callable[[int], None]) -> str:
         digest = hashlib.sha256()
         received = 0
         where = f"s3://{bucket}/{obj.key}"
@@ -348,7 +320,7 @@ class SnapshotStore:
             raise SnapshotError(FailureReason.SOURCE_CHANGED, f"{where} changed size while read; retry")
         return digest.hexdigest()
 
-    def _store_blob(self, bucket: str, obj: _SourceObject, digest: str) -> int:
+    def _store_blob(self, bucket: str, obj: SourceObject, digest: str) -> int:
         """Server-side copy into the blob store unless the digest is already stored (dedupe)."""
         key = self.location.blob_key(digest)
         if self._exists(key) == obj.size:
@@ -367,6 +339,15 @@ class SnapshotStore:
         return obj.size
 
     # -- verifying ---------------------------------------------------------------------------------
+
+    def _blobs_intact(self, manifest: Manifest) -> bool:
+        try:
+            self.check_blobs(manifest)
+        except SnapshotError as exc:
+            if exc.reason in (FailureReason.OBJECT_MISSING, FailureReason.CHECKSUM_MISMATCH):
+                return False
+            raise
+        return True
 
     def check_blobs(self, manifest: Manifest) -> None:
         """Cheap check (one HEAD per file): every blob is there with the size the manifest says."""
