@@ -103,7 +103,7 @@ def _codepilot(args: argparse.Namespace) -> CodePilot:
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
     import os
 
-    from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV
+    from codepilot_operator.api.contract import ACCESS_KEY_ENV, SECRET_KEY_ENV
     from codepilot_operator.snapshots.service import Credentials, store_for
 
     access, secret = os.environ.get(ACCESS_KEY_ENV), os.environ.get(SECRET_KEY_ENV)
