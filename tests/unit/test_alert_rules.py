@@ -13,17 +13,18 @@ from typing import Any
 import pytest
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
-from codepilot_operator.api import CodePilot
 from codepilot_operator.render import render
 from codepilot_operator.render.prometheusrule import rule_groups
 from codepilot_operator.render.served import ServedVersion, served_versions
-from tests.helpers import EXAMPLES, codepilot, load_example
+from tests.helpers import codepilot
 from tests.rules_support import (
+    CONFIGURATIONS,
     Phase,
     expected_alert,
     find_rule,
     promtool,
     run_rule_tests,
+    slo_codepilot,
     triton_series,
     write_rule_files,
 )
@@ -33,10 +34,6 @@ VERSION_LABELS = {k: POD[k] for k in ("namespace", "codepilot", "version")}
 LATENCY, BURN, ERRORS = "CodePilotHighLatency", "CodePilotErrorBudgetBurn", "CodePilotHighErrorRate"
 
 
-def slo_codepilot(**overrides: Any) -> CodePilot:
-    return codepilot(**{"spec.alerts.slo": {"objective": 99.9}, **overrides})
-
-
 def no_alerts(at: str, *names: str) -> list[dict[str, Any]]:
     return [{"eval_time": at, "alertname": name, "exp_alerts": []} for name in names]
 
@@ -44,21 +41,6 @@ def no_alerts(at: str, *names: str) -> list[dict[str, Any]]:
 def percent(value: float) -> str:
     """Go's humanizePercentage."""
     return f"{value * 100:.4g}%"
-
-
-CONFIGURATIONS = {
-    "default": codepilot(),
-    "slo-and-runbooks": slo_codepilot(
-        **{"spec.alerts.runbookBaseUrl": "https://runbooks.example.com/codepilot"}
-    ),
-    "autoscaling-keda": slo_codepilot(
-        **{"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4, "provider": "KEDA"}}
-    ),
-    "alerts-off-queue-signal": codepilot(
-        **{"spec.alerts.enabled": False, "spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
-    ),
-    **{f"example-{p.stem}": load_example(p) for p in EXAMPLES},
-}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
