@@ -54,6 +54,8 @@ OBJECTS_PRUNED = OperatorMetric("codepilot_objects_pruned_total", ("kind",))
 SNAPSHOT_FAILURES = OperatorMetric("codepilot_snapshot_failures_total", _PER_CODEPILOT)
 ROLLOUT_CANARY_WEIGHT = OperatorMetric("codepilot_rollout_canary_weight", _PER_CODEPILOT)
 ROLLOUT_ROLLBACKS = OperatorMetric("codepilot_rollout_rollbacks_total", _PER_VERSION)
+ROLLOUT_PROMOTIONS = OperatorMetric("codepilot_rollout_promotions_total", _PER_VERSION)
+ROLLOUT_ANALYSES = OperatorMetric("codepilot_rollout_analysis_total", (*_PER_VERSION, "verdict"))
 
 # Triton's per-model counters, exported on every server, with or without a GPU. Reference:
 # https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/metrics.html

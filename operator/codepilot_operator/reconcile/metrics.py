@@ -7,7 +7,14 @@ The server runs on the operator's own event loop, so /healthz answering means th
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from codepilot_operator.api import contract
 
@@ -42,6 +49,34 @@ OBJECTS_PRUNED = Counter(
     contract.OBJECTS_PRUNED.name,
     "Child objects deleted because the CodePilot no longer renders them.",
     contract.OBJECTS_PRUNED.labels,
+    registry=REGISTRY,
+)
+
+# For the rollout controller to update. Registered here, with the labels the rules and
+# the dashboard read, so both sides of the contract exist; a labelled metric has no samples until set.
+_SET_BY_ROLLOUT = "for the rollout controller to update; no samples until it does"
+CANARY_WEIGHT = Gauge(
+    contract.ROLLOUT_CANARY_WEIGHT.name,
+    f"Percent of a CodePilot's traffic routed to its canary version ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_CANARY_WEIGHT.labels,
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    contract.ROLLOUT_ROLLBACKS.name,
+    f"Canary versions rolled back after failing their analysis ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_ROLLBACKS.labels,
+    registry=REGISTRY,
+)
+PROMOTIONS = Counter(
+    contract.ROLLOUT_PROMOTIONS.name,
+    f"Canary versions promoted to stable ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_PROMOTIONS.labels,
+    registry=REGISTRY,
+)
+ANALYSES = Counter(
+    contract.ROLLOUT_ANALYSES.name,
+    f"Canary analyses, by verdict ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_ANALYSES.labels,
     registry=REGISTRY,
 )
 
