@@ -89,6 +89,8 @@ KSM_DEPLOYMENT_CREATED = "kube_deployment_created"
 KSM_HPA_CURRENT_REPLICAS = "kube_horizontalpodautoscaler_status_current_replicas"
 KSM_HPA_MAX_REPLICAS = "kube_horizontalpodautoscaler_spec_max_replicas"
 KSM_INIT_CONTAINER_RESTARTS = "kube_pod_init_container_status_restarts_total"
+KSM_INIT_CONTAINER_WAITING = "kube_pod_init_container_status_waiting_reason"
+KSM_POD_OWNER = "kube_pod_owner"
 KSM_SERIES = (
     KSM_DEPLOYMENT_AVAILABLE,
     KSM_DEPLOYMENT_REPLICAS,
@@ -96,6 +98,8 @@ KSM_SERIES = (
     KSM_HPA_CURRENT_REPLICAS,
     KSM_HPA_MAX_REPLICAS,
     KSM_INIT_CONTAINER_RESTARTS,
+    KSM_INIT_CONTAINER_WAITING,
+    KSM_POD_OWNER,
 )
 
 # Written by Prometheus itself for every scrape target: 1 when the last scrape succeeded.

@@ -19,6 +19,7 @@ NAMESPACE, CODEPILOT, VERSION, POD = NAMESPACE_LABEL, CODEPILOT_LABEL, VERSION_L
 # Alert templates (Go text/template, expanded by Prometheus when the alert fires).
 VERSION_T = "{{ $labels.version }}"
 NAMESPACE_T = "{{ $labels.namespace }}"
+POD_T = "{{ $labels.pod }}"
 VALUE_DURATION_T = "{{ $value | humanizeDuration }}"
 VALUE_PERCENT_T = "{{ $value | humanizePercentage }}"
 

@@ -1,11 +1,14 @@
 """Operational alerts: the CodePilot cannot serve, cannot grow, or its rollouts and weights fail.
 
 Metrics read (names in api/contract.py):
-- kube-state-metrics: Deployment replicas and age, HPA current and max replicas, restarts of the weight
-  fetcher's init container;
+- kube-state-metrics: Deployment replicas and age, HPA current and max replicas, the weight fetcher's
+  init container (restarts, waiting reason) and the pods' owners;
 - the operator's own metrics (labels ``namespace``, ``codepilot`` and, where a version is concerned,
-  ``version``; scraped with honorLabels so ``namespace`` is the CodePilot's): rollbacks, weight fetch
-  failures and snapshot failures.
+  ``version``; scraped with honorLabels so ``namespace`` is the CodePilot's): rollbacks and snapshot
+  failures.
+
+The weight fetcher itself exports nothing: it is a short-lived init container in the user's pod, gone
+before any scrape, so its failures are seen where Kubernetes records them.
 
 kube-state-metrics knows Deployments and HPAs by name only, so these rules name the children of the
 versions served right now; the operator re-renders them whenever the served versions change.
@@ -23,6 +26,8 @@ from codepilot_operator.api.contract import (
     KSM_HPA_CURRENT_REPLICAS,
     KSM_HPA_MAX_REPLICAS,
     KSM_INIT_CONTAINER_RESTARTS,
+    KSM_INIT_CONTAINER_WAITING,
+    KSM_POD_OWNER,
     ROLLOUT_ROLLBACKS,
     SNAPSHOT_FAILURES,
 )
@@ -31,10 +36,10 @@ from codepilot_operator.render.deployment import deployment_name
 from codepilot_operator.render.fetcher import FETCH_CONTAINER
 from codepilot_operator.render.hpa import hpa_name
 from codepilot_operator.render.rules_common import (
-    CODEPILOT,
     NAMESPACE,
     NAMESPACE_T,
-    VERSION,
+    POD,
+    POD_T,
     alert_rule,
     alternation,
     by,
@@ -42,8 +47,6 @@ from codepilot_operator.render.rules_common import (
     selector,
 )
 from codepilot_operator.render.served import ServedVersion
-
-WEIGHT_FETCH_FAILURES = "codepilot_weight_fetch_failures_total"
 
 NO_READY_REPLICA_ALERT = "CodePilotNoReadyReplica"
 AUTOSCALER_MAXED_ALERT = "CodePilotAutoscalerAtMaxReplicas"
@@ -53,6 +56,8 @@ SNAPSHOT_ALERT = "CodePilotSnapshotFailing"
 
 _DEPLOYMENT_LEVEL = (NAMESPACE, "deployment")
 _HPA_LEVEL = (NAMESPACE, "horizontalpodautoscaler")
+_POD_LEVEL = (NAMESPACE, POD)
+FETCH_WINDOW = "15m"
 
 
 def _ksm(cp: CodePilot, metric: str, label: str, names: list[str], level: tuple[str, ...]) -> str:
@@ -129,33 +134,55 @@ def rolled_back_alert(cp: CodePilot) -> dict[str, Any]:
         description=(
             "The rollout of model version {{ $labels.version }} in namespace {{ $labels.namespace }} failed "
             f"its analysis and was rolled back in the last 30 minutes ({ROLLOUT_ROLLBACKS.name}); see the "
-            "CodePilot's "
-            "RolledBack condition and events."
+            "CodePilot's RolledBack condition and events."
         ),
     )
 
 
-def weight_fetch_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+def _served_pods(cp: CodePilot, served: list[ServedVersion]) -> str:
+    """1 per pod of a served version's Deployment, by (namespace, pod).
+
+    The join goes through the pod's ReplicaSet (``<deployment>-<pod-template-hash>``), not the pod's
+    name: Kubernetes cuts a generated name's prefix to 58 characters, so pods of a long-named
+    Deployment do not start with ``<deployment>-<hash>-``. One segment after the Deployment's name
+    keeps a look-alike Deployment (``<deployment>-extra``) out.
+    """
     deployments = alternation([deployment_name(cp, s.version) for s in served])
-    container = FETCH_CONTAINER
-    restarts = (
-        f'{KSM_INIT_CONTAINER_RESTARTS}{{{NAMESPACE}="{cp.metadata.namespace}", '
-        f'container="{container}", pod=~"({deployments})-[a-z0-9]+-[a-z0-9]+"}}'
+    owner = (
+        f'{KSM_POD_OWNER}{{{NAMESPACE}="{cp.metadata.namespace}", owner_kind="ReplicaSet", '
+        f'owner_name=~"({deployments})-[a-z0-9]+"}}'
     )
+    return f"max by ({by(_POD_LEVEL)}) ({owner})"
+
+
+def weight_fetch_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    """Per pod: its fetcher restarted within the window, or it waits in CrashLoopBackOff.
+
+    Restarts catch a fetch that fails and is retried; the waiting reason catches a pod already in
+    back-off when first scraped, whose restart counter is born above zero (``increase`` needs two
+    samples). Other waiting reasons (ContainerCreating while the pod starts) are not fetch failures.
+    """
+    fetcher = f'{NAMESPACE}="{cp.metadata.namespace}", container="{FETCH_CONTAINER}"'
+    restarts = f"{KSM_INIT_CONTAINER_RESTARTS}{{{fetcher}}}[{FETCH_WINDOW}]"
+    backoff = f'{KSM_INIT_CONTAINER_WAITING}{{{fetcher}, reason="CrashLoopBackOff"}}'
+    pod_level = by(_POD_LEVEL)
     expr = (
-        counter_increased(WEIGHT_FETCH_FAILURES, selector(cp), "15m", (NAMESPACE, CODEPILOT, VERSION))
-        + f"\nor\nsum by ({NAMESPACE}, pod) (increase({restarts}[15m])) > 0"
+        f"(sum by ({pod_level}) (increase({restarts})) > 0\n"
+        f"or\nmax by ({pod_level}) ({backoff}) > 0)\n"
+        f"* on ({pod_level}) group_left ()\n{_served_pods(cp, served)}"
     )
     return alert_rule(
         cp,
         WEIGHT_FETCH_ALERT,
         expr,
         "warning",
-        summary=f"CodePilot {cp.metadata.name}: fetching model weights fails",
+        summary=f"CodePilot {cp.metadata.name}: pod {POD_T} cannot fetch its model weights",
         description=(
-            f"Pods of CodePilot {cp.metadata.name} in namespace {NAMESPACE_T} failed to fetch or "
-            f"verify model weights in the last 15 minutes ({WEIGHT_FETCH_FAILURES}, or restarts of the "
-            f"{container} init container); new replicas cannot start. Check the S3 endpoint and credentials."
+            f"The {FETCH_CONTAINER} init container of pod {POD_T} in namespace {NAMESPACE_T} restarted in "
+            f"the last {FETCH_WINDOW} or is in CrashLoopBackOff ({KSM_INIT_CONTAINER_RESTARTS}, "
+            f"{KSM_INIT_CONTAINER_WAITING}): the pod cannot start serving. See why with kubectl logs -n "
+            f"{NAMESPACE_T} {POD_T} -c {FETCH_CONTAINER}; check the S3 endpoint, the credentials and the "
+            "snapshot."
         ),
     )
 
