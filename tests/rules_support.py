@@ -17,12 +17,54 @@ from typing import Any
 
 import yaml
 
-from codepilot_operator.api import CodePilot
+from codepilot_operator.api import CodePilot, ScalingSignal
 from codepilot_operator.render.prometheusrule import rule_groups
 from codepilot_operator.render.served import ServedVersion, served_versions
+from codepilot_operator.render.signals import SIGNALS
+from tests.helpers import EXAMPLES, codepilot, load_example
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 TRITON_FAILURE_REASONS = ("BACKEND", "OTHER", "REJECTED", "CANCELED")
+
+
+def slo_codepilot(**overrides: Any) -> CodePilot:
+    return codepilot(**{"spec.alerts.slo": {"objective": 99.9}, **overrides})
+
+
+# The CodePilots whose rendered rules the rule tests check: each turns on different rule groups.
+CONFIGURATIONS = {
+    "default": codepilot(),
+    "slo-and-runbooks": slo_codepilot(
+        **{"spec.alerts.runbookBaseUrl": "https://runbooks.example.com/codepilot"}
+    ),
+    "autoscaling-keda": slo_codepilot(
+        **{"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4, "provider": "KEDA"}}
+    ),
+    "alerts-off-queue-signal": codepilot(
+        **{"spec.alerts.enabled": False, "spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
+    ),
+    **{f"example-{p.stem}": load_example(p) for p in EXAMPLES},
+}
+# Also every Prometheus-backed autoscaling signal through each provider: the adapter rules and KEDA
+# triggers read series too.
+WITH_AUTOSCALERS = {
+    **CONFIGURATIONS,
+    **{
+        f"signal-{signal.value}-{provider}": codepilot(
+            **{
+                "spec.autoscaling": {
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                    "signal": signal.value,
+                    "provider": provider,
+                }
+            }
+        )
+        for signal in ScalingSignal
+        if SIGNALS[signal].from_prometheus
+        for provider in ("PrometheusAdapter", "KEDA")
+    },
+}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

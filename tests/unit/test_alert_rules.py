@@ -13,17 +13,19 @@ from typing import Any
 import pytest
 from cloudcoil.models.prometheus_operator import v1 as monitoring
 
-from codepilot_operator.api import CodePilot
 from codepilot_operator.render import render
+from codepilot_operator.render.deployment import deployment_name
 from codepilot_operator.render.prometheusrule import rule_groups
 from codepilot_operator.render.served import ServedVersion, served_versions
-from tests.helpers import EXAMPLES, codepilot, load_example
+from tests.helpers import codepilot
 from tests.rules_support import (
+    CONFIGURATIONS,
     Phase,
     expected_alert,
     find_rule,
     promtool,
     run_rule_tests,
+    slo_codepilot,
     triton_series,
     write_rule_files,
 )
@@ -33,10 +35,6 @@ VERSION_LABELS = {k: POD[k] for k in ("namespace", "codepilot", "version")}
 LATENCY, BURN, ERRORS = "CodePilotHighLatency", "CodePilotErrorBudgetBurn", "CodePilotHighErrorRate"
 
 
-def slo_codepilot(**overrides: Any) -> CodePilot:
-    return codepilot(**{"spec.alerts.slo": {"objective": 99.9}, **overrides})
-
-
 def no_alerts(at: str, *names: str) -> list[dict[str, Any]]:
     return [{"eval_time": at, "alertname": name, "exp_alerts": []} for name in names]
 
@@ -44,21 +42,6 @@ def no_alerts(at: str, *names: str) -> list[dict[str, Any]]:
 def percent(value: float) -> str:
     """Go's humanizePercentage."""
     return f"{value * 100:.4g}%"
-
-
-CONFIGURATIONS = {
-    "default": codepilot(),
-    "slo-and-runbooks": slo_codepilot(
-        **{"spec.alerts.runbookBaseUrl": "https://runbooks.example.com/codepilot"}
-    ),
-    "autoscaling-keda": slo_codepilot(
-        **{"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4, "provider": "KEDA"}}
-    ),
-    "alerts-off-queue-signal": codepilot(
-        **{"spec.alerts.enabled": False, "spec.autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
-    ),
-    **{f"example-{p.stem}": load_example(p) for p in EXAMPLES},
-}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGURATIONS))
@@ -238,6 +221,11 @@ def test_idle_pods_report_zero_queue_time_so_the_autoscaler_sees_them(tmp_path: 
     run_rule_tests(tmp_path, files, [test])
 
 
+def ksm(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
 def test_operational_alerts_read_kube_state_metrics_and_operator_counters(tmp_path: Path) -> None:
     cp = codepilot(
         **{"spec.autoscaling": {"minReplicas": 1, "maxReplicas": 3}, "spec.runtime.startupTimeout": "30m"}
@@ -248,14 +236,8 @@ def test_operational_alerts_read_kube_state_metrics_and_operator_counters(tmp_pa
     deploy = {"namespace": "team-a", "deployment": "coder-v1"}
     new_deploy = {"namespace": "team-a", "deployment": "coder-v2"}
 
-    def ksm(name: str, labels: dict[str, str], values: str) -> dict[str, str]:
-        inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return {"series": f"{name}{{{inner}}}", "values": values}
-
     hpa = {"namespace": "team-a", "horizontalpodautoscaler": "coder-v1"}
     other = {"namespace": "team-a", "codepilot": "coder", "version": "v2"}
-    fetching = {"namespace": "team-a", "pod": "coder-v2-5d8f7c-abcde", "container": "fetch-weights"}
-    look_alike = {**fetching, "pod": "coder-v2-extra-5d8f7c-abcde"}
     test = {
         "interval": "1m",
         "input_series": [
@@ -271,10 +253,6 @@ def test_operational_alerts_read_kube_state_metrics_and_operator_counters(tmp_pa
             ksm("kube_horizontalpodautoscaler_spec_max_replicas", hpa, "3x35"),
             # The operator's rollback counter is born at 1, when it rolls back v2 at minute 10.
             ksm("codepilot_rollout_rollbacks_total", other, "_x10 1x25"),
-            # A v2 pod's weight fetch keeps failing from minute 3; a look-alike pod of another CodePilot
-            # (named coder-v2, version extra) fails too, and must not page for this one.
-            ksm("kube_pod_init_container_status_restarts_total", fetching, "0 0 0 1 2 3 4 5 6 7 8x25"),
-            ksm("kube_pod_init_container_status_restarts_total", look_alike, "0 0 0 1 2 3 4 5 6 7 8x25"),
             # Snapshots have never failed.
             ksm("codepilot_snapshot_failures_total", {"namespace": "team-a", "codepilot": "coder"}, "0x35"),
         ],
@@ -294,21 +272,89 @@ def test_operational_alerts_read_kube_state_metrics_and_operator_counters(tmp_pa
             *no_alerts("5m", "CodePilotCanaryRolledBack"),
             *no_alerts("30m", "CodePilotSnapshotFailing"),
             {
-                "eval_time": "8m",
-                "alertname": "CodePilotWeightFetchFailing",
-                "exp_alerts": [
-                    expected_alert(
-                        find_rule(groups, "CodePilotWeightFetchFailing"),
-                        {"namespace": "team-a", "pod": fetching["pod"]},
-                        "",
-                    )
-                ],
-            },
-            {
                 "eval_time": "12m",
                 "alertname": "CodePilotCanaryRolledBack",
                 "exp_alerts": [expected_alert(find_rule(groups, "CodePilotCanaryRolledBack"), other, "1")],
             },
+        ],
+    }
+    run_rule_tests(tmp_path, files, [test])
+
+
+# A CodePilot name long enough that Kubernetes cuts its pods' names short (see pod_of).
+LONG_NAME = "assistant-for-the-platform-team-with-a-long-name-x"
+
+
+def pod_of(deployment: str, pod_hash: str, suffix: str) -> tuple[str, str]:
+    """(ReplicaSet, pod) names as the Deployment and ReplicaSet controllers make them, which no test
+    server here runs: the ReplicaSet is ``<deployment>-<pod-template-hash>``; a pod's name is the
+    ReplicaSet's name plus ``-``, cut to 58 characters (Kubernetes' limit for a generated name's
+    prefix), plus 5 random characters."""
+    replicaset = f"{deployment}-{pod_hash}"
+    return replicaset, f"{replicaset}-"[:58] + suffix
+
+
+@pytest.mark.parametrize("name", ["coder", LONG_NAME])
+def test_weight_fetch_alert_fires_per_pod_whose_fetcher_fails_and_only_for_this_codepilot(
+    name: str, tmp_path: Path
+) -> None:
+    """The fetcher exports nothing itself (a short-lived init container), so the alert reads what
+    kube-state-metrics reports about it; a pod of another CodePilot or a pod still starting never
+    pages, and a long CodePilot name (pod names cut short) pages like a short one."""
+    cp = codepilot(**{"metadata.name": name})
+    served = [ServedVersion("v1"), ServedVersion("v2")]
+    files = write_rule_files(tmp_path, cp, served)
+    rule = find_rule(rule_groups(cp, served), "CodePilotWeightFetchFailing")
+    v1, v2 = (deployment_name(cp, s.version) for s in served)
+    pods = {
+        "failing": pod_of(v2, "7c6b9f5d84", "abcde"),  # restarts from minute 3, fixed at minute 10
+        "backoff": pod_of(v1, "6d4cf56db6", "fghij"),  # first scraped already in CrashLoopBackOff
+        "starting": pod_of(v1, "6d4cf56db6", "klmno"),  # still being created: not a failure
+        "look-alike": pod_of(f"{v2}-extra", "7c6b9f5d84", "pqrst"),  # another CodePilot's, failing
+    }
+    restarts = {
+        "failing": "0 0 0 1 2 3 4 5 6 7 8x25",
+        "backoff": "_x4 3x31",
+        "starting": "0x35",
+        "look-alike": "0 0 0 1 2 3 4 5 6 7 8x25",
+    }
+    waiting = {
+        # kube-state-metrics drops a waiting series once the container runs; Prometheus marks it stale.
+        "backoff": ("CrashLoopBackOff", "_x4 1x6 stale"),
+        "starting": ("ContainerCreating", "1x35"),
+        "look-alike": ("CrashLoopBackOff", "1x35"),
+    }
+    if name == LONG_NAME:
+        assert len(pods["failing"][1]) == 63 and not pods["failing"][1].startswith(f"{v2}-7c6b9f5d84-")
+    series = []
+    for key, (replicaset, pod) in pods.items():
+        fetcher = {"namespace": "team-a", "pod": pod, "container": "fetch-weights", "uid": key}
+        series.append(ksm("kube_pod_init_container_status_restarts_total", fetcher, restarts[key]))
+        if key in waiting:
+            reason, values = waiting[key]
+            series.append(
+                ksm("kube_pod_init_container_status_waiting_reason", {**fetcher, "reason": reason}, values)
+            )
+        owner = {"namespace": "team-a", "pod": pod, "uid": key, "owner_kind": "ReplicaSet"}
+        series.append(
+            ksm("kube_pod_owner", {**owner, "owner_name": replicaset, "owner_is_controller": "true"}, "1x35")
+        )
+
+    def firing(*keys: str) -> list[dict[str, Any]]:
+        return [expected_alert(rule, {"namespace": "team-a", "pod": pods[k][1]}, "") for k in keys]
+
+    test = {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": t, "alertname": "CodePilotWeightFetchFailing", "exp_alerts": firing(*keys)}
+            for t, keys in [
+                ("2m", ()),
+                ("5m", ("failing", "backoff")),
+                ("8m", ("failing", "backoff")),
+                ("12m", ("failing",)),  # the back-off ended at minute 10
+                ("30m", ()),  # 20 minutes after the last restart
+            ]
         ],
     }
     run_rule_tests(tmp_path, files, [test])

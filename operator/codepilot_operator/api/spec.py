@@ -13,6 +13,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from codepilot_operator.api.contract import ACCESS_KEY_ENV, SECRET_KEY_ENV
 from codepilot_operator.api.fields import (
     DNS1123_SUBDOMAIN_PATTERN,
     INT32_MAX,
@@ -100,7 +101,7 @@ class ModelSource(SpecModel):
     )
     credentials_secret: ObjectName | None = Field(
         default=None,
-        description="Secret holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; omit for anonymous access.",
+        description=f"Secret holding {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}; omit for anonymous access.",
     )
     region: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9-]*$")] = Field(
         default="us-east-1", description="S3 region; MinIO ignores it."

@@ -18,14 +18,17 @@ import urllib3
 from minio import Minio
 from urllib3.util import Retry, Timeout
 
-ENDPOINT_ENV = "S3_ENDPOINT"
-REGION_ENV = "S3_REGION"
-ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
-SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
-CONNECT_TIMEOUT_ENV = "S3_CONNECT_TIMEOUT"
-READ_TIMEOUT_ENV = "S3_READ_TIMEOUT"
-CA_BUNDLE_ENV = "AWS_CA_BUNDLE"
+from codepilot_operator.api.contract import (
+    ACCESS_KEY_ENV,
+    CA_BUNDLE_ENV,
+    CONNECT_TIMEOUT_ENV,
+    ENDPOINT_ENV,
+    READ_TIMEOUT_ENV,
+    REGION_ENV,
+    SECRET_KEY_ENV,
+    SESSION_TOKEN_ENV,
+)
+
 MAX_TIMEOUT = 86400.0  # a day: beyond any sane wait, and far inside what a socket timeout can hold
 
 

@@ -7,39 +7,76 @@ The server runs on the operator's own event loop, so /healthz answering means th
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from codepilot_operator.api import contract
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILE_SECONDS = Histogram(
-    "codepilot_reconcile_duration_seconds",
+    contract.RECONCILE_DURATION.name,
     "Time of one reconcile of a CodePilot, by what triggered it.",
-    ["trigger"],
+    contract.RECONCILE_DURATION.labels,
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
 RECONCILE_ERRORS = Counter(
-    "codepilot_reconcile_errors_total",
+    contract.RECONCILE_ERRORS.name,
     "Reconciles that did not complete, by reason (InvalidSpec, Http500, Unreachable, ...).",
-    ["reason"],
+    contract.RECONCILE_ERRORS.labels,
     registry=REGISTRY,
 )
 SNAPSHOT_FAILURES = Counter(
-    "codepilot_snapshot_failures",  # exposed as codepilot_snapshot_failures_total (CodePilotSnapshotFailing)
+    contract.SNAPSHOT_FAILURES.name,
     "Reconciles stopped because a served version's weights could not be snapshotted and verified.",
-    ["namespace", "codepilot"],
+    contract.SNAPSHOT_FAILURES.labels,
     registry=REGISTRY,
 )
 OBJECTS_APPLIED = Counter(
-    "codepilot_objects_applied_total",
+    contract.OBJECTS_APPLIED.name,
     "Child objects written with server-side apply (unchanged objects are not counted).",
-    ["kind"],
+    contract.OBJECTS_APPLIED.labels,
     registry=REGISTRY,
 )
 OBJECTS_PRUNED = Counter(
-    "codepilot_objects_pruned_total",
+    contract.OBJECTS_PRUNED.name,
     "Child objects deleted because the CodePilot no longer renders them.",
-    ["kind"],
+    contract.OBJECTS_PRUNED.labels,
+    registry=REGISTRY,
+)
+
+# For the rollout controller to update. Registered here, with the labels the rules and
+# the dashboard read, so both sides of the contract exist; a labelled metric has no samples until set.
+_SET_BY_ROLLOUT = "for the rollout controller to update; no samples until it does"
+CANARY_WEIGHT = Gauge(
+    contract.ROLLOUT_CANARY_WEIGHT.name,
+    f"Percent of a CodePilot's traffic routed to its canary version ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_CANARY_WEIGHT.labels,
+    registry=REGISTRY,
+)
+ROLLBACKS = Counter(
+    contract.ROLLOUT_ROLLBACKS.name,
+    f"Canary versions rolled back after failing their analysis ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_ROLLBACKS.labels,
+    registry=REGISTRY,
+)
+PROMOTIONS = Counter(
+    contract.ROLLOUT_PROMOTIONS.name,
+    f"Canary versions promoted to stable ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_PROMOTIONS.labels,
+    registry=REGISTRY,
+)
+ANALYSES = Counter(
+    contract.ROLLOUT_ANALYSES.name,
+    f"Canary analyses, by verdict ({_SET_BY_ROLLOUT}).",
+    contract.ROLLOUT_ANALYSES.labels,
     registry=REGISTRY,
 )
 

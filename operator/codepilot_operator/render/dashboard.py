@@ -2,7 +2,7 @@
 
 Panels read the recorded series the alerts and the autoscaler use (rules_recording.py), so what a
 dashboard shows is what pages and what scales; one line per served model version, so a canary is seen
-next to the stable version. Canary weight comes from the operator's ``CANARY_WEIGHT`` gauge.
+next to the stable version. Canary weight comes from the operator's own gauge.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import PROMETHEUS_UP, ROLLOUT_CANARY_WEIGHT
 from codepilot_operator.render.names import child_name, common_labels, object_meta, short_hash
-from codepilot_operator.render.rules_common import selector
+from codepilot_operator.render.rules_common import VERSION, selector
 from codepilot_operator.render.rules_recording import (
     DASHBOARD_WINDOW,
     error_ratio_series,
@@ -24,7 +25,6 @@ from codepilot_operator.render.signals import SIGNALS, signal_target
 
 DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_COMPONENT = "dashboard"
-CANARY_WEIGHT = "codepilot_rollout_canary_weight"  # gauge, percent of traffic on the canary
 _PANEL_WIDTH = 12
 _PANEL_HEIGHT = 8
 _DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -66,9 +66,9 @@ def panels(cp: CodePilot) -> list[dict[str, Any]]:
         (
             "Replicas serving (scraped and up)",
             "short",
-            [(f"count by (version) (up{sel} == 1)", "{{version}}")],
+            [(f"count by ({VERSION}) ({PROMETHEUS_UP}{sel} == 1)", "{{version}}")],
         ),
-        ("Canary weight", "percent", [(f"max({CANARY_WEIGHT}{sel})", "canary weight")]),
+        ("Canary weight", "percent", [(f"max({ROLLOUT_CANARY_WEIGHT.name}{sel})", "canary weight")]),
     ]
     if signal.from_prometheus:
         specs.append(

@@ -10,13 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import ACCESS_KEY_ENV, ENDPOINT_ENV, REGION_ENV, SECRET_KEY_ENV
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import weights_dir
 
-ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
-SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-ENDPOINT_ENV = "S3_ENDPOINT"
-REGION_ENV = "S3_REGION"
+# The init container's name, which kube-state-metrics reports and the weight-fetch alert selects.
+FETCH_CONTAINER = "fetch-weights"
 
 
 def snapshot_root(cp: CodePilot) -> str:
@@ -52,7 +51,7 @@ def fetch_env(cp: CodePilot) -> list[dict[str, Any]]:
 
 def fetch_init_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     return {
-        "name": "fetch-weights",
+        "name": FETCH_CONTAINER,
         "image": cp.spec.runtime.fetcher_image,
         "imagePullPolicy": cp.spec.runtime.image_pull_policy,
         "command": ["codepilot"],

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import TRITON_REQUEST_DURATION_US, TRITON_REQUEST_FAILURE
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.render.rules_common import (
     NAMESPACE_T,
@@ -85,7 +86,7 @@ def latency_alert(cp: CodePilot) -> dict[str, Any]:
         description=(
             f"Mean request latency of model version {VERSION_T} in namespace {NAMESPACE_T} is "
             f"{VALUE_DURATION_T} (threshold {latency.threshold}, for {latency.for_}), from Triton's "
-            f"nv_inference_request_duration_us over {ALERT_WINDOW}."
+            f"{TRITON_REQUEST_DURATION_US} over {ALERT_WINDOW}."
         ),
         for_=prom_duration(parse_duration(latency.for_)),
     )
@@ -102,7 +103,7 @@ def error_rate_alert(cp: CodePilot) -> dict[str, Any]:
         summary=f"CodePilot {cp.metadata.name} version {VERSION_T} fails too many requests",
         description=(
             f"{VALUE_PERCENT_T} of requests to model version {VERSION_T} in namespace {NAMESPACE_T} fail "
-            f"(threshold {number(rule.threshold * 100)}%), from Triton's nv_inference_request_failure / "
+            f"(threshold {number(rule.threshold * 100)}%), from Triton's {TRITON_REQUEST_FAILURE} / "
             f"success over {DASHBOARD_WINDOW}, client cancellations excluded."
         ),
         for_=prom_duration(parse_duration(rule.for_)),

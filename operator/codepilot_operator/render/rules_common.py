@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import CODEPILOT_LABEL, NAMESPACE_LABEL, POD_LABEL, VERSION_LABEL
 
-# Target labels every scraped Triton series carries (see servicemonitor.py).
-NAMESPACE = "namespace"
-CODEPILOT = "codepilot"
-VERSION = "version"
-POD = "pod"
+# Target labels every scraped Triton series carries (see servicemonitor.py); the operator's own series
+# carry the same names.
+NAMESPACE, CODEPILOT, VERSION, POD = NAMESPACE_LABEL, CODEPILOT_LABEL, VERSION_LABEL, POD_LABEL
 
 # Alert templates (Go text/template, expanded by Prometheus when the alert fires).
 VERSION_T = "{{ $labels.version }}"
 NAMESPACE_T = "{{ $labels.namespace }}"
+POD_T = "{{ $labels.pod }}"
 VALUE_DURATION_T = "{{ $value | humanizeDuration }}"
 VALUE_PERCENT_T = "{{ $value | humanizePercentage }}"
 

@@ -1,12 +1,14 @@
 """Operational alerts: the CodePilot cannot serve, cannot grow, or its rollouts and weights fail.
 
-Metrics read:
-- kube-state-metrics: ``kube_deployment_status_replicas_available``, ``kube_deployment_spec_replicas``,
-  ``kube_deployment_created``, ``kube_horizontalpodautoscaler_status_current_replicas``,
-  ``kube_horizontalpodautoscaler_spec_max_replicas``, ``kube_pod_init_container_status_restarts_total``;
+Metrics read (names in api/contract.py):
+- kube-state-metrics: Deployment replicas and age, HPA current and max replicas, the weight fetcher's
+  init container (restarts, waiting reason) and the pods' owners;
 - the operator's own metrics (labels ``namespace``, ``codepilot`` and, where a version is concerned,
-  ``version``; scraped with honorLabels so ``namespace`` is the CodePilot's): ``ROLLBACKS``,
-  ``WEIGHT_FETCH_FAILURES``, ``SNAPSHOT_FAILURES`` below.
+  ``version``; scraped with honorLabels so ``namespace`` is the CodePilot's): rollbacks and snapshot
+  failures.
+
+The weight fetcher itself exports nothing: it is a short-lived init container in the user's pod, gone
+before any scrape, so its failures are seen where Kubernetes records them.
 
 kube-state-metrics knows Deployments and HPAs by name only, so these rules name the children of the
 versions served right now; the operator re-renders them whenever the served versions change.
@@ -17,15 +19,27 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import (
+    KSM_DEPLOYMENT_AVAILABLE,
+    KSM_DEPLOYMENT_CREATED,
+    KSM_DEPLOYMENT_REPLICAS,
+    KSM_HPA_CURRENT_REPLICAS,
+    KSM_HPA_MAX_REPLICAS,
+    KSM_INIT_CONTAINER_RESTARTS,
+    KSM_INIT_CONTAINER_WAITING,
+    KSM_POD_OWNER,
+    ROLLOUT_ROLLBACKS,
+    SNAPSHOT_FAILURES,
+)
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.render.deployment import deployment_name
-from codepilot_operator.render.fetcher import fetch_init_container
+from codepilot_operator.render.fetcher import FETCH_CONTAINER
 from codepilot_operator.render.hpa import hpa_name
 from codepilot_operator.render.rules_common import (
-    CODEPILOT,
     NAMESPACE,
     NAMESPACE_T,
-    VERSION,
+    POD,
+    POD_T,
     alert_rule,
     alternation,
     by,
@@ -33,11 +47,6 @@ from codepilot_operator.render.rules_common import (
     selector,
 )
 from codepilot_operator.render.served import ServedVersion
-
-# Counters the operator exposes; the rules below are their contract.
-ROLLBACKS = "codepilot_rollout_rollbacks_total"
-WEIGHT_FETCH_FAILURES = "codepilot_weight_fetch_failures_total"
-SNAPSHOT_FAILURES = "codepilot_snapshot_failures_total"
 
 NO_READY_REPLICA_ALERT = "CodePilotNoReadyReplica"
 AUTOSCALER_MAXED_ALERT = "CodePilotAutoscalerAtMaxReplicas"
@@ -47,6 +56,8 @@ SNAPSHOT_ALERT = "CodePilotSnapshotFailing"
 
 _DEPLOYMENT_LEVEL = (NAMESPACE, "deployment")
 _HPA_LEVEL = (NAMESPACE, "horizontalpodautoscaler")
+_POD_LEVEL = (NAMESPACE, POD)
+FETCH_WINDOW = "15m"
 
 
 def _ksm(cp: CodePilot, metric: str, label: str, names: list[str], level: tuple[str, ...]) -> str:
@@ -69,9 +80,9 @@ def counter_increased(metric: str, sel: str, window: str, labels: tuple[str, ...
 def no_ready_replica_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
     names = [deployment_name(cp, s.version) for s in served]
     startup = prom_duration(parse_duration(cp.spec.runtime.startup_timeout))
-    available = _ksm(cp, "kube_deployment_status_replicas_available", "deployment", names, _DEPLOYMENT_LEVEL)
-    wanted = _ksm(cp, "kube_deployment_spec_replicas", "deployment", names, _DEPLOYMENT_LEVEL)
-    created = _ksm(cp, "kube_deployment_created", "deployment", names, _DEPLOYMENT_LEVEL)
+    available = _ksm(cp, KSM_DEPLOYMENT_AVAILABLE, "deployment", names, _DEPLOYMENT_LEVEL)
+    wanted = _ksm(cp, KSM_DEPLOYMENT_REPLICAS, "deployment", names, _DEPLOYMENT_LEVEL)
+    created = _ksm(cp, KSM_DEPLOYMENT_CREATED, "deployment", names, _DEPLOYMENT_LEVEL)
     expr = (
         f"({available} < 1\nand on ({by(_DEPLOYMENT_LEVEL)})\n{wanted} > 0)\n"
         f"unless on ({by(_DEPLOYMENT_LEVEL)})\n"
@@ -86,7 +97,7 @@ def no_ready_replica_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[s
         description=(
             "Deployment {{ $labels.deployment }} in namespace {{ $labels.namespace }} has had no available "
             f"replica for 5 minutes although it is older than its startup timeout ({startup}); that model "
-            "version serves nothing (kube_deployment_status_replicas_available)."
+            f"version serves nothing ({KSM_DEPLOYMENT_AVAILABLE})."
         ),
         for_="5m",
     )
@@ -94,16 +105,8 @@ def no_ready_replica_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[s
 
 def autoscaler_maxed_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
     names = [hpa_name(cp, s.version) for s in served]
-    current = _ksm(
-        cp,
-        "kube_horizontalpodautoscaler_status_current_replicas",
-        "horizontalpodautoscaler",
-        names,
-        _HPA_LEVEL,
-    )
-    maximum = _ksm(
-        cp, "kube_horizontalpodautoscaler_spec_max_replicas", "horizontalpodautoscaler", names, _HPA_LEVEL
-    )
+    current = _ksm(cp, KSM_HPA_CURRENT_REPLICAS, "horizontalpodautoscaler", names, _HPA_LEVEL)
+    maximum = _ksm(cp, KSM_HPA_MAX_REPLICAS, "horizontalpodautoscaler", names, _HPA_LEVEL)
     return alert_rule(
         cp,
         AUTOSCALER_MAXED_ALERT,
@@ -115,7 +118,7 @@ def autoscaler_maxed_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[s
             "HorizontalPodAutoscaler {{ $labels.horizontalpodautoscaler }} has run at maxReplicas "
             f"({cp.spec.autoscaling.max_replicas}) for 15 minutes: demand exceeds what it may add; raise "
             "spec.autoscaling.maxReplicas or add GPU capacity "
-            "(kube_horizontalpodautoscaler_status_current_replicas)."
+            f"({KSM_HPA_CURRENT_REPLICAS})."
         ),
         for_="15m",
     )
@@ -125,38 +128,61 @@ def rolled_back_alert(cp: CodePilot) -> dict[str, Any]:
     return alert_rule(
         cp,
         ROLLED_BACK_ALERT,
-        counter_increased(ROLLBACKS, selector(cp), "30m", (NAMESPACE, CODEPILOT, VERSION)),
+        counter_increased(ROLLOUT_ROLLBACKS.name, selector(cp), "30m", ROLLOUT_ROLLBACKS.labels),
         "warning",
         summary=f"CodePilot {cp.metadata.name}: canary {{{{ $labels.version }}}} was rolled back",
         description=(
             "The rollout of model version {{ $labels.version }} in namespace {{ $labels.namespace }} failed "
-            f"its analysis and was rolled back in the last 30 minutes ({ROLLBACKS}); see the CodePilot's "
-            "RolledBack condition and events."
+            f"its analysis and was rolled back in the last 30 minutes ({ROLLOUT_ROLLBACKS.name}); see the "
+            "CodePilot's RolledBack condition and events."
         ),
     )
 
 
-def weight_fetch_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+def _served_pods(cp: CodePilot, served: list[ServedVersion]) -> str:
+    """1 per pod of a served version's Deployment, by (namespace, pod).
+
+    The join goes through the pod's ReplicaSet (``<deployment>-<pod-template-hash>``), not the pod's
+    name: Kubernetes cuts a generated name's prefix to 58 characters, so pods of a long-named
+    Deployment do not start with ``<deployment>-<hash>-``. One segment after the Deployment's name
+    keeps a look-alike Deployment (``<deployment>-extra``) out.
+    """
     deployments = alternation([deployment_name(cp, s.version) for s in served])
-    container = fetch_init_container(cp, served[0])["name"]
-    restarts = (
-        f'kube_pod_init_container_status_restarts_total{{{NAMESPACE}="{cp.metadata.namespace}", '
-        f'container="{container}", pod=~"({deployments})-[a-z0-9]+-[a-z0-9]+"}}'
+    owner = (
+        f'{KSM_POD_OWNER}{{{NAMESPACE}="{cp.metadata.namespace}", owner_kind="ReplicaSet", '
+        f'owner_name=~"({deployments})-[a-z0-9]+"}}'
     )
+    return f"max by ({by(_POD_LEVEL)}) ({owner})"
+
+
+def weight_fetch_alert(cp: CodePilot, served: list[ServedVersion]) -> dict[str, Any]:
+    """Per pod: its fetcher restarted within the window, or it waits in CrashLoopBackOff.
+
+    Restarts catch a fetch that fails and is retried; the waiting reason catches a pod already in
+    back-off when first scraped, whose restart counter is born above zero (``increase`` needs two
+    samples). Other waiting reasons (ContainerCreating while the pod starts) are not fetch failures.
+    """
+    fetcher = f'{NAMESPACE}="{cp.metadata.namespace}", container="{FETCH_CONTAINER}"'
+    restarts = f"{KSM_INIT_CONTAINER_RESTARTS}{{{fetcher}}}[{FETCH_WINDOW}]"
+    backoff = f'{KSM_INIT_CONTAINER_WAITING}{{{fetcher}, reason="CrashLoopBackOff"}}'
+    pod_level = by(_POD_LEVEL)
     expr = (
-        counter_increased(WEIGHT_FETCH_FAILURES, selector(cp), "15m", (NAMESPACE, CODEPILOT, VERSION))
-        + f"\nor\nsum by ({NAMESPACE}, pod) (increase({restarts}[15m])) > 0"
+        f"(sum by ({pod_level}) (increase({restarts})) > 0\n"
+        f"or\nmax by ({pod_level}) ({backoff}) > 0)\n"
+        f"* on ({pod_level}) group_left ()\n{_served_pods(cp, served)}"
     )
     return alert_rule(
         cp,
         WEIGHT_FETCH_ALERT,
         expr,
         "warning",
-        summary=f"CodePilot {cp.metadata.name}: fetching model weights fails",
+        summary=f"CodePilot {cp.metadata.name}: pod {POD_T} cannot fetch its model weights",
         description=(
-            f"Pods of CodePilot {cp.metadata.name} in namespace {NAMESPACE_T} failed to fetch or "
-            f"verify model weights in the last 15 minutes ({WEIGHT_FETCH_FAILURES}, or restarts of the "
-            f"{container} init container); new replicas cannot start. Check the S3 endpoint and credentials."
+            f"The {FETCH_CONTAINER} init container of pod {POD_T} in namespace {NAMESPACE_T} restarted in "
+            f"the last {FETCH_WINDOW} or is in CrashLoopBackOff ({KSM_INIT_CONTAINER_RESTARTS}, "
+            f"{KSM_INIT_CONTAINER_WAITING}): the pod cannot start serving. See why with kubectl logs -n "
+            f"{NAMESPACE_T} {POD_T} -c {FETCH_CONTAINER}; check the S3 endpoint, the credentials and the "
+            "snapshot."
         ),
     )
 
@@ -165,12 +191,13 @@ def snapshot_alert(cp: CodePilot) -> dict[str, Any]:
     return alert_rule(
         cp,
         SNAPSHOT_ALERT,
-        counter_increased(SNAPSHOT_FAILURES, selector(cp), "30m", (NAMESPACE, CODEPILOT)),
+        counter_increased(SNAPSHOT_FAILURES.name, selector(cp), "30m", SNAPSHOT_FAILURES.labels),
         "warning",
         summary=f"CodePilot {cp.metadata.name}: weight snapshots fail",
         description=(
             f"The operator failed to snapshot model weights for CodePilot {cp.metadata.name} in the last 30 "
-            f"minutes ({SNAPSHOT_FAILURES}); rollouts wait for a snapshot (see the SnapshotFailed condition)."
+            f"minutes ({SNAPSHOT_FAILURES.name}); rollouts wait for a snapshot (see the SnapshotFailed "
+            "condition)."
         ),
     )
 

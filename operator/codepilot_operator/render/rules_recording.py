@@ -18,19 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot, ScalingSignal
+from codepilot_operator.api.contract import TRITON_CANCELED_REASON, TRITON_REASON_LABEL
+from codepilot_operator.api.contract import TRITON_GPU_UTILIZATION as GPU_UTILIZATION
+from codepilot_operator.api.contract import TRITON_QUEUE_DURATION_US as QUEUE_US
+from codepilot_operator.api.contract import TRITON_REQUEST_DURATION_US as DURATION_US
+from codepilot_operator.api.contract import TRITON_REQUEST_FAILURE as FAILURE
+from codepilot_operator.api.contract import TRITON_REQUEST_SUCCESS as SUCCESS
 from codepilot_operator.render.rules_common import POD_LEVEL, VERSION_LEVEL, by, record_rule, selector
 from codepilot_operator.render.signals import SIGNALS
-
-SUCCESS = "nv_inference_request_success"
-FAILURE = "nv_inference_request_failure"
-DURATION_US = "nv_inference_request_duration_us"
-QUEUE_US = "nv_inference_queue_duration_us"
-GPU_UTILIZATION = "nv_gpu_utilization"
 
 POD_WINDOW = "1m"  # the HPA syncs every 15s; a minute is short enough to follow a burst
 ALERT_WINDOW = "2m"  # short, so an alert's ``for`` decides how long a condition must last
 DASHBOARD_WINDOW = "5m"
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+_NOT_CANCELED = {TRITON_REASON_LABEL: f'!="{TRITON_CANCELED_REASON}"'}
 
 
 def requests_series(window: str) -> str:
@@ -55,11 +56,11 @@ def _rate(cp: CodePilot, metric: str, window: str, labels: tuple[str, ...], **ex
 
 def _counted_requests(cp: CodePilot, window: str, labels: tuple[str, ...]) -> str:
     """Successful plus failed requests, without client cancellations."""
-    return _rate(cp, "", window, labels, __name__=f'=~"{SUCCESS}|{FAILURE}"', reason='!="CANCELED"')
+    return _rate(cp, "", window, labels, __name__=f'=~"{SUCCESS}|{FAILURE}"', **_NOT_CANCELED)
 
 
 def _errors(cp: CodePilot, window: str, labels: tuple[str, ...]) -> str:
-    return _rate(cp, FAILURE, window, labels, reason='!="CANCELED"')
+    return _rate(cp, FAILURE, window, labels, **_NOT_CANCELED)
 
 
 def error_ratio_expr(cp: CodePilot, window: str) -> str:

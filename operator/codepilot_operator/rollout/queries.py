@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from codepilot_operator.api.contract import TRITON_CANCELED_REASON, TRITON_REASON_LABEL
+from codepilot_operator.api.contract import TRITON_FIRST_RESPONSE_HISTOGRAM_MS as FIRST_RESPONSE_HISTOGRAM
+from codepilot_operator.api.contract import TRITON_QUEUE_DURATION_US as QUEUE_US
+from codepilot_operator.api.contract import TRITON_REQUEST_DURATION_US as DURATION_US
+from codepilot_operator.api.contract import TRITON_REQUEST_FAILURE as FAILURE
+from codepilot_operator.api.contract import TRITON_REQUEST_SUCCESS as SUCCESS
 from codepilot_operator.render.rules_common import CODEPILOT, NAMESPACE, VERSION
-from codepilot_operator.render.rules_recording import DURATION_US, FAILURE, QUEUE_US, SUCCESS
 
-FIRST_RESPONSE_HISTOGRAM = "nv_inference_first_response_histogram_ms"
 QUANTILE = 0.95
 
 
@@ -52,7 +56,7 @@ def analysis_queries(namespace: str, codepilot: str, versions: list[str], window
     )
     return Queries(
         success=increase(SUCCESS),
-        failure=increase(FAILURE, ', reason!="CANCELED"'),
+        failure=increase(FAILURE, f', {TRITON_REASON_LABEL}!="{TRITON_CANCELED_REASON}"'),
         duration_us=increase(DURATION_US),
         queue_us=increase(QUEUE_US),
         ttft_p95_seconds=ttft,

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import ACCESS_KEY_ENV, SECRET_KEY_ENV
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.tracks import pin_for, pinned_snapshot_ids
-from codepilot_operator.clients.s3 import ACCESS_KEY_ENV, SECRET_KEY_ENV, S3Settings, make_client
 from codepilot_operator.clients.s3 import Credentials as S3Credentials
+from codepilot_operator.clients.s3 import S3Settings, make_client
 from codepilot_operator.render.fetcher import snapshot_root
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError

@@ -1,0 +1,107 @@
+"""Strings two parts of the operator must agree on, each spelled once.
+
+A name written on both sides of a boundary drifts silently: a rule that reads a metric nobody emits never
+fires, and an environment variable the fetcher does not read leaves it without credentials. So the
+writer and the reader both import the name from here, and tests/ check the external ones against the
+real exporters (Triton's /metrics, the operator's own registry).
+
+- the weight fetcher's environment: render/fetcher.py writes it into the init container, clients/s3.py
+  reads it in the pod (and the ``snapshot`` commands read it on a workstation);
+- the operator's metrics: reconcile/metrics.py registers them, the rules and the dashboard in render/
+  read them, docs/monitoring.md lists them;
+- the Triton, kube-state-metrics and Prometheus series the rules and the dashboard read.
+
+Kept free of imports from the rest of the package: this is the bottom layer everything may import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The fetcher's environment (the names the AWS CLI and most S3 tools use, so a pod spec reads familiar).
+ENDPOINT_ENV = "S3_ENDPOINT"
+REGION_ENV = "S3_REGION"
+ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
+CONNECT_TIMEOUT_ENV = "S3_CONNECT_TIMEOUT"
+READ_TIMEOUT_ENV = "S3_READ_TIMEOUT"
+CA_BUNDLE_ENV = "AWS_CA_BUNDLE"
+
+# Labels the rules select and group on. Triton's series get them from the ServiceMonitor's relabelings
+# (and the Prometheus Operator, for namespace and pod); the operator's own series carry them itself.
+NAMESPACE_LABEL = "namespace"
+CODEPILOT_LABEL = "codepilot"
+VERSION_LABEL = "version"
+POD_LABEL = "pod"
+
+
+@dataclass(frozen=True)
+class OperatorMetric:
+    """A metric the operator exposes: its name as scraped (counters end in ``_total``) and its labels."""
+
+    name: str
+    labels: tuple[str, ...]
+
+
+_PER_CODEPILOT = (NAMESPACE_LABEL, CODEPILOT_LABEL)
+_PER_VERSION = (NAMESPACE_LABEL, CODEPILOT_LABEL, VERSION_LABEL)
+
+RECONCILE_DURATION = OperatorMetric("codepilot_reconcile_duration_seconds", ("trigger",))
+RECONCILE_ERRORS = OperatorMetric("codepilot_reconcile_errors_total", ("reason",))
+OBJECTS_APPLIED = OperatorMetric("codepilot_objects_applied_total", ("kind",))
+OBJECTS_PRUNED = OperatorMetric("codepilot_objects_pruned_total", ("kind",))
+SNAPSHOT_FAILURES = OperatorMetric("codepilot_snapshot_failures_total", _PER_CODEPILOT)
+ROLLOUT_CANARY_WEIGHT = OperatorMetric("codepilot_rollout_canary_weight", _PER_CODEPILOT)
+ROLLOUT_ROLLBACKS = OperatorMetric("codepilot_rollout_rollbacks_total", _PER_VERSION)
+ROLLOUT_PROMOTIONS = OperatorMetric("codepilot_rollout_promotions_total", _PER_VERSION)
+ROLLOUT_ANALYSES = OperatorMetric("codepilot_rollout_analysis_total", (*_PER_VERSION, "verdict"))
+
+# Triton's per-model counters, exported on every server, with or without a GPU. Reference:
+# https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/metrics.html
+TRITON_REQUEST_SUCCESS = "nv_inference_request_success"
+TRITON_REQUEST_FAILURE = "nv_inference_request_failure"
+TRITON_REQUEST_DURATION_US = "nv_inference_request_duration_us"
+TRITON_QUEUE_DURATION_US = "nv_inference_queue_duration_us"
+# Why a request failed, a label of TRITON_REQUEST_FAILURE; a client's cancellation is not the server's
+# failure, so the rules and the rollout analysis leave it out.
+TRITON_REASON_LABEL = "reason"
+TRITON_CANCELED_REASON = "CANCELED"
+TRITON_SERIES = (
+    TRITON_REQUEST_SUCCESS,
+    TRITON_REQUEST_FAILURE,
+    TRITON_REQUEST_DURATION_US,
+    TRITON_QUEUE_DURATION_US,
+)
+# A histogram the rollout analysis reads for time to first response when Triton exports it; the CPU
+# test server (python backend, not decoupled) exports no histogram family, so it is not checked there.
+TRITON_FIRST_RESPONSE_HISTOGRAM_MS = "nv_inference_first_response_histogram_ms"
+# GPU families appear only when Triton finds a GPU (through DCGM), so a CPU server cannot show them;
+# same reference, section "GPU Metrics".
+TRITON_GPU_UTILIZATION = "nv_gpu_utilization"
+TRITON_GPU_SERIES = (TRITON_GPU_UTILIZATION,)
+
+# kube-state-metrics (v2), names and labels as documented in
+# https://github.com/kubernetes/kube-state-metrics/tree/main/docs/metrics/workload
+KSM_DEPLOYMENT_AVAILABLE = "kube_deployment_status_replicas_available"
+KSM_DEPLOYMENT_REPLICAS = "kube_deployment_spec_replicas"
+KSM_DEPLOYMENT_CREATED = "kube_deployment_created"
+KSM_HPA_CURRENT_REPLICAS = "kube_horizontalpodautoscaler_status_current_replicas"
+KSM_HPA_MAX_REPLICAS = "kube_horizontalpodautoscaler_spec_max_replicas"
+KSM_INIT_CONTAINER_RESTARTS = "kube_pod_init_container_status_restarts_total"
+KSM_INIT_CONTAINER_WAITING = "kube_pod_init_container_status_waiting_reason"
+KSM_POD_OWNER = "kube_pod_owner"
+KSM_SERIES = (
+    KSM_DEPLOYMENT_AVAILABLE,
+    KSM_DEPLOYMENT_REPLICAS,
+    KSM_DEPLOYMENT_CREATED,
+    KSM_HPA_CURRENT_REPLICAS,
+    KSM_HPA_MAX_REPLICAS,
+    KSM_INIT_CONTAINER_RESTARTS,
+    KSM_INIT_CONTAINER_WAITING,
+    KSM_POD_OWNER,
+)
+
+# Written by Prometheus itself for every scrape target: 1 when the last scrape succeeded.
+PROMETHEUS_UP = "up"
+PROMETHEUS_SERIES = (PROMETHEUS_UP,)

@@ -1,0 +1,57 @@
+"""Every series a rendered rule, dashboard panel or autoscaler query reads is exported by someone.
+
+Triton's names are checked against a real tritonserver's /metrics (on CPU: its GPU families are taken
+from the contract, see api/contract.py); kube-state-metrics' and Prometheus' own from the contract
+(neither runs here); the operator's from the registry it serves on /metrics; the rest must be recording
+rules of the same PrometheusRule.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from codepilot_operator.api import contract
+from codepilot_operator.reconcile.metrics import REGISTRY
+from codepilot_operator.render import render
+from tests.fixtures.triton import TritonServer
+from tests.rules_support import WITH_AUTOSCALERS
+from tests.series_sources import exposed_by, unsourced
+
+
+def served_names(triton: TritonServer) -> set[str]:
+    """Sample names on the server's /metrics (text exposition: the name runs up to ``{`` or a space)."""
+    with urllib.request.urlopen(f"http://{triton.metrics_target}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line and line[0] != "#"}
+
+
+@pytest.fixture(scope="module")
+def triton_names(triton: TritonServer) -> set[str]:
+    return served_names(triton)
+
+
+@pytest.fixture(scope="module")
+def exported(triton_names: set[str]) -> set[str]:
+    return (
+        triton_names
+        | set(contract.TRITON_GPU_SERIES)
+        | set(contract.KSM_SERIES)
+        | set(contract.PROMETHEUS_SERIES)
+        | exposed_by(REGISTRY)
+    )
+
+
+def test_real_triton_serves_every_cpu_series_the_contract_names(triton_names: set[str]) -> None:
+    assert set(contract.TRITON_SERIES) <= triton_names
+    # A GPU family on a CPU server would mean the contract has it in the wrong list.
+    assert not set(contract.TRITON_GPU_SERIES) & triton_names
+
+
+@pytest.mark.parametrize("name", sorted(WITH_AUTOSCALERS))
+def test_every_series_read_is_exported_or_recorded(name: str, exported: set[str]) -> None:
+    missing = unsourced(render(WITH_AUTOSCALERS[name]), exported)
+    assert not missing, "read but exported by nobody:\n" + "\n".join(
+        f"  {series}: {'; '.join(where)}" for series, where in sorted(missing.items())
+    )
