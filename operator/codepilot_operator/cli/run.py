@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import socket
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from codepilot_operator.cli.support import UsageError
 
 PEERING_DEFAULT_NAME = "codepilot-operator"
+MAX_INTERVAL = 86400.0  # a day; beyond it "restores a deleted child" stops meaning anything
 
 
 def auto_priority(identity: str) -> int:
@@ -34,10 +36,37 @@ def _quiet_timers(record: logging.LogRecord) -> bool:
     )
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+def _seconds(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if zero and value == 0:
+        return value
+    if not (math.isfinite(value) and 0 < value <= MAX_INTERVAL):
+        allowed = "0 (off) or " if zero else ""
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be {allowed}a number of seconds in (0, {MAX_INTERVAL:g}]"
+        )
+    return value
+
+
+def interval(text: str) -> float:
+    """A period that must elapse: finite and > 0 (nan and inf would silently mean "never")."""
+    return _seconds(text, zero=False)
+
+
+def interval_or_off(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0..65535")
     return value
 
 
@@ -120,14 +149,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--drift-interval",
-        type=_positive,
+        type=interval,
         default=60.0,
         metavar="SECONDS",
         help="re-apply every CodePilot this often, restoring children deleted or edited by hand (default 60)",
     )
     p.add_argument(
         "--progress-interval",
-        type=float,
+        type=interval_or_off,
         default=15.0,
         metavar="SECONDS",
         help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
@@ -135,7 +164,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz, /readyz")
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=8080,
         metavar="PORT",
         help="port of /metrics, /healthz, /readyz (0: off)",
