@@ -158,6 +158,16 @@ def serving_conditions(readiness: Sequence[Readiness], applied_objects: int) -> 
     ]
 
 
+def waiting_for_pods(status: Mapping[str, Any]) -> bool:
+    """A valid CodePilot whose pods are not Ready yet: its status is refreshed every progress interval."""
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get(ConditionType.READY, {})
+    reconciled = conditions.get(ConditionType.RECONCILED, {})
+    return bool(
+        reconciled.get("status") == ConditionStatus.TRUE and ready.get("status") != ConditionStatus.TRUE
+    )
+
+
 def invalid_spec_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
     """Nothing was applied: Reconciled and Degraded say which field to fix; Ready is left as it was."""
     message = "; ".join(problems)
