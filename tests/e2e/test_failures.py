@@ -1,7 +1,8 @@
 """Specs that make reconcile fail end in a condition and an Event naming the cause, never only a traceback.
 
 The operator runs with weight snapshots on (as `codepilot run` does by default); these CodePilots fail
-before any S3 request, so no S3 server is needed: the credentials Secret cannot be decoded.
+before any S3 request, so no S3 server is needed: the credentials Secret cannot be decoded, or the
+endpoint is one the S3 client refuses.
 """
 
 from __future__ import annotations
@@ -108,3 +109,43 @@ def test_undecodable_credentials_secret_is_named_without_its_value(
     # Retried (every drift interval at most), never in a tight loop; Events only for the transition.
     assert 1 <= secret_reads(cluster, ns, mark) <= QUIET / DRIFT_INTERVAL + 2
     assert len(cluster.events(ns)) == posted
+
+
+def test_unexpected_error_ends_in_reconcile_error_condition_event_and_metric(snapshotting: Cluster) -> None:
+    cluster, ns = snapshotting, "fail-userinfo"
+    cluster.api.create(
+        "secrets", secret(ns, {"AWS_ACCESS_KEY_ID": b64(b"ak"), "AWS_SECRET_ACCESS_KEY": b64(b"sk")})
+    )
+    # The S3 client refuses credentials in the endpoint URL: nothing in reconcile expects that exception.
+    cluster.api.create(
+        "codepilots", codepilot(ns, **{"spec.model.source.endpoint": "http://user:pa55@127.0.0.1:9"})
+    )
+
+    reconciled = wait_for("Reconciled=False", lambda: condition(cluster, ns, "Reconciled", "False"))
+    assert reconciled["reason"] == "ReconcileError"
+    assert reconciled["message"].startswith("ValueError: ") and "\n" not in reconciled["message"]
+    degraded = cluster.condition(ns, "Degraded")
+    assert degraded is not None and (degraded["status"], degraded["reason"]) == ("True", "ReconcileError")
+    events = wait_for(
+        "a ReconcileError Warning Event",
+        lambda: [e for e in cluster.events(ns) if e["reason"] == "ReconcileError" and e["type"] == "Warning"],
+    )
+    assert "ValueError" in events[0]["message"]
+    assert 'codepilot_reconcile_errors_total{reason="ReconcileError"}' in cluster.operator.metrics()
+    assert cluster.api.list("deployments", ns) == []
+    assert "pa55" not in everything_said(cluster, ns)
+
+    posted = len(cluster.events(ns))
+    mark = cluster.mark()
+    time.sleep(QUIET)
+    assert 1 <= secret_reads(cluster, ns, mark) <= QUIET / DRIFT_INTERVAL + 2, "bounded retries"
+    assert len(cluster.events(ns)) == posted
+
+    # Fixing the spec recovers: the error conditions clear.
+    cluster.api.patch(
+        "codepilots", ns, "coder", {"spec": {"model": {"source": {"endpoint": "http://127.0.0.1:9"}}}}
+    )
+    wait_for(
+        "ReconcileError cleared",
+        lambda: (c := cluster.condition(ns, "Reconciled")) and c["reason"] != "ReconcileError",
+    )

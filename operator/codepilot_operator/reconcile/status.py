@@ -181,6 +181,14 @@ def apply_failed_conditions(message: str) -> list[ConditionUpdate]:
     return [ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.APPLY_FAILED, message)]
 
 
+def reconcile_error_conditions(message: str) -> list[ConditionUpdate]:
+    """Reconcile stopped on an unexpected exception: whatever it had applied stays, status says why."""
+    return [
+        ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.RECONCILE_ERROR, message),
+        ConditionUpdate(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.RECONCILE_ERROR, message),
+    ]
+
+
 def status_patch(
     current: Mapping[str, Any],
     updates: Iterable[ConditionUpdate],
@@ -207,7 +215,13 @@ def status_patch(
 
 
 _WARNING_REASONS = frozenset(
-    {Reason.INVALID_SPEC, Reason.INIT_CONTAINER_FAILING, Reason.APPLY_FAILED, Reason.SNAPSHOT_FAILED}
+    {
+        Reason.INVALID_SPEC,
+        Reason.INIT_CONTAINER_FAILING,
+        Reason.APPLY_FAILED,
+        Reason.SNAPSHOT_FAILED,
+        Reason.RECONCILE_ERROR,
+    }
 )
 
 
