@@ -1,6 +1,12 @@
 """``codepilot run``: the operator process.
 
 kopf and lightkube are imported inside the handler so that ``codepilot render`` stays fast.
+
+Everything that can fail before the operator works is checked before kopf starts, each with one line
+and exit code 2: the Kubernetes connection (a kubeconfig that does not load, or none at all) and the
+metrics port (bound here, then handed to the server). kopf retries a failing startup forever while the
+probe server answers, which is how a broken start once looked alive; a startup that fails anyway, or
+kopf stopping on an error, ends the process with one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -11,12 +17,16 @@ import logging
 import math
 import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 from codepilot_operator.cli.support import UsageError
 
 PEERING_DEFAULT_NAME = "codepilot-operator"
 MAX_INTERVAL = 86400.0  # a day; beyond it "restores a deleted child" stops meaning anything
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+EXIT_STOPPED = 1
 
 
 def auto_priority(identity: str) -> int:
@@ -70,6 +80,42 @@ def port(text: str) -> int:
     return value
 
 
+def kube_config(kubeconfig: str | None) -> Any:
+    """The lightkube configuration, loaded and resolved now: a broken one is one line, not a retry loop."""
+    from codepilot_operator.clients.kube import load_config
+    from codepilot_operator.reconcile.failures import one_line
+
+    if kubeconfig:
+        source = f"--kubeconfig {kubeconfig}"
+    elif SERVICE_ACCOUNT_TOKEN.is_file():
+        source = "the in-cluster service account"
+    else:
+        path = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+        if not Path(path).is_file():
+            raise UsageError(
+                "no Kubernetes connection: not in a cluster (no service account token) and no kubeconfig "
+                f"(--kubeconfig, $KUBECONFIG or {path} not found)"
+            )
+        source = f"kubeconfig {path}"
+    try:
+        config = load_config(kubeconfig)
+        config.get()  # resolves the current context, its cluster and user
+    except Exception as exc:  # whatever lightkube or YAML raise, it is the file's content
+        raise UsageError(f"{source}: not a usable Kubernetes configuration: {one_line(exc)}") from None
+    return config
+
+
+def metrics_socket(host: str, port_number: int) -> socket.socket | None:
+    if not port_number:
+        return None
+    try:
+        return socket.create_server((host, port_number))
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port {port_number}: cannot listen on {host}: {exc.strerror or exc}"
+        ) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
@@ -79,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.kubeconfig):
             raise UsageError(f"--kubeconfig: {args.kubeconfig}: no such file")
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it; lightkube gets the path
+    config = kube_config(args.kubeconfig)
+    sock = metrics_socket(args.metrics_host, args.metrics_port)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -87,10 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").addFilter(_quiet_timers)
     options = Options(
         kubeconfig=args.kubeconfig,
+        kube_config=config,
         drift_interval=args.drift_interval,
         progress_interval=args.progress_interval,
-        metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
+        metrics_socket=sock,
+        namespaces=tuple(args.namespace or ()),
+        peering=bool(args.peering),
         weight_snapshots=args.weight_snapshots,
     )
     registry = kopf.OperatorRegistry()
@@ -104,13 +154,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         peering = {"standalone": False, "peering_name": args.peering, "priority": priority}
     else:
         peering = {"standalone": True}
-    kopf.run(
-        registry=registry,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        memo=kopf.Memo(),
-        **peering,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            memo=kopf.Memo(),
+            **peering,
+        )
+    except Exception as exc:  # kopf has logged the details; a supervisor needs the exit code
+        from codepilot_operator.reconcile.failures import one_line
+
+        cause = exc.__cause__ or exc
+        print(f"error: the operator stopped: {one_line(cause)}", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        if sock is not None:
+            sock.close()
     return 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
-from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig
 from lightkube.core.resource import ApiInfo
 from lightkube.generic_resource import GenericNamespacedResource, GenericNamespacedStatus, create_api_info
 from lightkube.types import PatchType
@@ -232,6 +232,21 @@ class KubeClient:
             if _not_found(exc):  # CRD not installed (e.g. no Prometheus Operator): nothing to manage
                 return []
             raise
+
+    async def any_exist(self, kind: Kind, namespace: str | None = None) -> bool:
+        """Whether at least one object of ``kind`` exists in ``namespace`` (None: in any namespace).
+
+        One small list (limit 1): proof that the API server answers and serves ``kind`` to this identity.
+        """
+        res = self._resource(kind, "list")
+        where = namespace or ALL_NS
+
+        async def call() -> bool:
+            async for _ in self._client.list(res, namespace=where, chunk_size=1):
+                return True
+            return False
+
+        return await self._call("list", f"{kind.plural} in {namespace or 'all namespaces'}", call)
 
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         res = self._resource(kind, "get")

@@ -29,8 +29,8 @@ import kopf
 
 from codepilot_operator.api import GROUP, PLURAL, VERSION
 from codepilot_operator.clients.kube import KubeClient, load_config
-from codepilot_operator.reconcile import metrics
-from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify
+from codepilot_operator.reconcile import health, metrics
+from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
 from codepilot_operator.reconcile.owner import Outdated, OwnerCheck, OwnerGone
 from codepilot_operator.reconcile.reconcile import Prepare, Result, observe, plain, reconcile
 from codepilot_operator.reconcile.report import StatusSink, client_sink, write_status
@@ -43,7 +43,7 @@ DEFAULT_DRIFT_INTERVAL = 60.0
 DEFAULT_PROGRESS_INTERVAL = 15.0
 MEMO_KUBE = "kube"
 MEMO_PREPARE = "prepare"
-MEMO_PROBES = "probes"
+MEMO_HEALTH = "health"
 MEMO_LOCKS = "locks"
 MEMO_SCHEDULER = "scheduler"
 INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its handler id)
@@ -57,11 +57,13 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 @dataclass(frozen=True)
 class Options:
     kubeconfig: str | None = None
+    kube_config: Any = None  # a lightkube KubeConfig loaded (and checked) by the caller; else loaded here
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     # While pods are starting, status is refreshed this often (0: only every drift interval).
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 8080  # 0: no metrics/probe server
+    metrics_socket: Any = None  # a bound socket.socket for /metrics, /healthz, /readyz; None: no server
+    namespaces: tuple[str, ...] = ()  # what the operator serves (empty: all namespaces)
+    peering: bool = False
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
     # "Before rollout: ensure snapshot": with weight_snapshots on and no explicit prepare,
     # every served version is snapshotted and verified before anything is applied (reconcile/weights.py).
@@ -285,31 +287,42 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-        bodies: kopf.Index[str, Any] = kwargs[INDEX]
+        """Fails permanently, never "retry in 60 s": a startup that cannot finish must end the process."""
+        try:
+            await _start(settings, memo, kwargs[INDEX])
+        except Exception as exc:
+            raise kopf.PermanentError(f"startup failed: {one_line(exc)}") from exc
+
+    async def _start(settings: kopf.OperatorSettings, memo: kopf.Memo, bodies: kopf.Index[str, Any]) -> None:
         settings.posting.loggers = False  # Events only for transitions (reconcile/events.py)
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
         memo["settings"] = settings
-        probes = memo[MEMO_PROBES] = metrics.Probes()
-        if options.metrics_port:
-            memo["metrics_runner"] = await metrics.start_server(
-                probes, options.metrics_host, options.metrics_port
-            )
-        kube = memo[MEMO_KUBE] = KubeClient(load_config(options.kubeconfig))
+        state = memo[MEMO_HEALTH] = health.Health(
+            watch_expected=not options.peering, indexed=lambda: len(bodies)
+        )
+        if options.metrics_socket is not None:
+            memo["metrics_runner"] = await metrics.start_server(state, options.metrics_socket)
+        kube = memo[MEMO_KUBE] = KubeClient(options.kube_config or load_config(options.kubeconfig))
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
         memo[MEMO_PREPARE] = _prepare_step(options, kube)
 
         scheduler = memo[MEMO_SCHEDULER] = Scheduler(lambda uid: _first(bodies, uid))
         for job in JOBS:
             scheduler.register(job, _job(job, options, memo))
-        memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="codepilot jobs")
-        probes.ready = True
+        state.scheduler = asyncio.create_task(scheduler.run(), name="codepilot jobs")
+        memo["api_check"] = asyncio.create_task(
+            health.await_api(state, kube, health.probe_namespaces(options.namespaces)), name="api check"
+        )
+        state.started = True
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-        if "scheduler_task" in memo:
-            memo["scheduler_task"].cancel()
-            await asyncio.gather(memo["scheduler_task"], return_exceptions=True)
+        state: health.Health | None = memo.get(MEMO_HEALTH)
+        tasks = [t for t in (state.scheduler if state else None, memo.get("api_check")) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if MEMO_KUBE in memo:
             await memo[MEMO_KUBE].close()
         if "metrics_runner" in memo:
