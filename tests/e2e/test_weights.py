@@ -189,27 +189,3 @@ def test_missing_credentials_secret_is_named(cluster_with_snapshots: Cluster, s3
     )
     assert "spec.model.source.credentialsSecret" in condition["message"]
     assert f"{ns}/{SECRET} not found" in condition["message"]
-
-
-def test_retention_beyond_what_time_can_hold_is_reported_not_a_traceback(
-    cluster_with_snapshots: Cluster, s3_server: SeaweedFS, s3_bucket: str
-) -> None:
-    cluster, ns = cluster_with_snapshots, "weights-maxage"
-    upload(minio_client(s3_server), s3_bucket, "coder/v1", FILES_V1)
-    cluster.api.create("secrets", _secret(ns, s3_server))
-    doc = _codepilot(ns, s3_bucket, "coder/v1", s3_server, "v1")
-    doc["spec"]["model"]["source"]["retention"] = {"maxAge": "1000000000d"}
-    cluster.api.create("codepilots", doc)
-
-    failed = wait_for(
-        "Reconciled=False",
-        lambda: (c := cluster.condition(ns, "Reconciled")) and c["status"] == "False" and c,
-    )
-    assert failed["reason"] == "ReconcileError" and "OverflowError" in failed["message"]
-    degraded = cluster.condition(ns, "Degraded")
-    assert degraded is not None and degraded["status"] == "True" and degraded["reason"] == "ReconcileError"
-    wait_for(
-        "a ReconcileError Event",
-        lambda: any(e.get("reason") == "ReconcileError" for e in cluster.events(ns)),
-    )
-    assert "Traceback" not in cluster.operator.log()
