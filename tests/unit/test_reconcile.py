@@ -157,14 +157,14 @@ def test_permission_denied_is_raised_before_any_request() -> None:
 
 
 def test_progress_refresh_runs_only_while_a_valid_codepilot_is_not_ready() -> None:
-    from codepilot_operator.reconcile.handlers import _waiting_for_pods
+    from codepilot_operator.reconcile.status import waiting_for_pods
 
     def status(reconciled: str, ready: str) -> dict[str, Any]:
         return {
             "conditions": [{"type": "Reconciled", "status": reconciled}, {"type": "Ready", "status": ready}]
         }
 
-    assert _waiting_for_pods(status("True", "False"))
-    assert not _waiting_for_pods(status("True", "True"))
-    assert not _waiting_for_pods(status("False", "False")), "invalid spec: nothing to wait for"
-    assert not _waiting_for_pods({}), "not reconciled yet: the create handler is on it"
+    assert waiting_for_pods(status("True", "False"))
+    assert not waiting_for_pods(status("True", "True"))
+    assert not waiting_for_pods(status("False", "False")), "invalid spec: nothing to wait for"
+    assert not waiting_for_pods({}), "not reconciled yet: the create handler is on it"

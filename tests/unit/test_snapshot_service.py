@@ -110,6 +110,25 @@ def test_credentials_come_from_one_reader_of_the_environment() -> None:
     assert (settings.access_key, settings.secret_key, settings.session_token) == ("ak", "sk", "tok")
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("c2VjcmV0!!", "not valid base64"),
+        (base64.b64encode(b"\xffsecret").decode(), "not UTF-8"),
+        ("sécrét", "not valid base64"),
+    ],
+)
+def test_undecodable_secret_values_are_named_by_secret_and_key_never_shown(value: str, problem: str) -> None:
+    data = {"AWS_ACCESS_KEY_ID": base64.b64encode(b"ak").decode(), "AWS_SECRET_ACCESS_KEY": value}
+    with pytest.raises(SnapshotError) as excinfo:
+        Credentials.from_secret_data(data, "Secret team-a/s3")
+    message = str(excinfo.value)
+    assert excinfo.value.reason is FailureReason.ACCESS_DENIED
+    assert "Secret team-a/s3" in message and "AWS_SECRET_ACCESS_KEY" in message and problem in message
+    assert value not in message and "secret" not in message.replace("Secret", "").replace("SECRET", "")
+    assert "0xff" not in message
+
+
 def test_s3_settings_follow_the_usual_environment() -> None:
     env = {
         "S3_ENDPOINT": "https://s3.example.internal:9000",

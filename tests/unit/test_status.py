@@ -194,3 +194,41 @@ def test_a_new_version_stays_canary_until_its_deployment_is_ready() -> None:
     # the first version of a CodePilot is stable at once: there is nothing older to keep serving
     first = next_tracks(codepilot(), [ServedVersion("v1")], False)
     assert first == {"stableVersion": "v1", "canaryVersion": None}
+
+
+def test_an_unexpected_error_is_degraded_with_a_warning_naming_it() -> None:
+    from codepilot_operator.reconcile.failures import classify
+
+    failure = classify(OverflowError("days=1000000000; must have magnitude <= 999999999"), retry_delay=10)
+    assert failure.reason == "ReconcileError" and failure.delay is not None and failure.delay > 0
+    merged = merge_conditions([], failure.conditions, generation=3, now=NOW)
+    by_type = {c["type"]: c for c in merged}
+    assert by_type["Reconciled"]["status"] == "False" and by_type["Degraded"]["status"] == "True"
+    assert (
+        by_type["Degraded"]["message"] == "OverflowError: days=1000000000; must have magnitude <= 999999999"
+    )
+    CodePilotStatus.model_validate({"conditions": merged})
+    (event,) = transitions([], merged)
+    assert (event.type, event.reason) == ("Warning", "ReconcileError")
+    assert transitions(merged, merged) == [], "the same error again is no new Event"
+
+
+def test_error_messages_are_one_line_without_url_credentials_and_bounded() -> None:
+    from codepilot_operator.reconcile.failures import one_line
+
+    text = one_line(ValueError("cannot reach https://key:s3cret@minio:9000/bucket\n  while listing"))
+    assert text == "ValueError: cannot reach https://***@minio:9000/bucket while listing"
+    assert len(one_line(RuntimeError("x" * 10_000))) <= 400
+
+
+def test_known_failures_keep_their_own_reasons_and_retry_delays() -> None:
+    from codepilot_operator.clients.kube import KubeUnavailable
+    from codepilot_operator.reconcile.failures import classify, error_delay
+    from codepilot_operator.reconcile.reconcile import InvalidSpec
+
+    invalid = classify(InvalidSpec(["spec.runtime.gpus: too many"]), retry_delay=10)
+    assert (invalid.reason, invalid.delay) == ("InvalidSpec", None), "only an edit can fix it: no retries"
+    down = classify(KubeUnavailable("patch Deployment: HTTP 503", "Http503"), retry_delay=10)
+    assert (down.reason, down.delay) == ("Http503", 10)
+    assert [error_delay(n) for n in (0, 1, 2)] == [15, 30, 60]
+    assert error_delay(50) == 600, "backs off, capped"

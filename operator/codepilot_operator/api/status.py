@@ -35,6 +35,8 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     RECONCILED = "Reconciled"
     APPLY_FAILED = "ApplyFailed"
+    # An unexpected exception in reconcile (a bug, or input no validation anticipated)
+    RECONCILE_ERROR = "ReconcileError"
     DEPLOYMENT_NOT_READY = "DeploymentNotReady"
     # The weight fetcher (init container) keeps failing: pods can never become Ready without a fix.
     INIT_CONTAINER_FAILING = "InitContainerFailing"

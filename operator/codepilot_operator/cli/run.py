@@ -1,6 +1,12 @@
 """``codepilot run``: the operator process.
 
 kopf and lightkube are imported inside the handler so that ``codepilot render`` stays fast.
+
+Everything that can fail before the operator works is checked before kopf starts, each with one line
+and exit code 2: the Kubernetes connection (a kubeconfig that does not load, or none at all) and the
+metrics port (bound here, then handed to the server). kopf retries a failing startup forever while the
+probe server answers, which is how a broken start once looked alive; a startup that fails anyway, or
+kopf stopping on an error, ends the process with one line and exit code 1.
 """
 
 from __future__ import annotations
@@ -8,13 +14,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import math
 import os
 import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 from codepilot_operator.cli.support import UsageError
 
 PEERING_DEFAULT_NAME = "codepilot-operator"
+MAX_INTERVAL = 86400.0  # a day; beyond it "restores a deleted child" stops meaning anything
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+EXIT_STOPPED = 1
 
 
 def auto_priority(identity: str) -> int:
@@ -34,11 +46,74 @@ def _quiet_timers(record: logging.LogRecord) -> bool:
     )
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+def _seconds(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if zero and value == 0:
+        return value
+    if not (math.isfinite(value) and 0 < value <= MAX_INTERVAL):
+        allowed = "0 (off) or " if zero else ""
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: must be {allowed}a number of seconds in (0, {MAX_INTERVAL:g}]"
+        )
     return value
+
+
+def interval(text: str) -> float:
+    """A period that must elapse: finite and > 0 (nan and inf would silently mean "never")."""
+    return _seconds(text, zero=False)
+
+
+def interval_or_off(text: str) -> float:
+    return _seconds(text, zero=True)
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value}: must be 0..65535")
+    return value
+
+
+def kube_config(kubeconfig: str | None) -> Any:
+    """The lightkube configuration, loaded and resolved now: a broken one is one line, not a retry loop."""
+    from codepilot_operator.clients.kube import load_config
+    from codepilot_operator.reconcile.failures import one_line
+
+    if kubeconfig:
+        source = f"--kubeconfig {kubeconfig}"
+    elif SERVICE_ACCOUNT_TOKEN.is_file():
+        source = "the in-cluster service account"
+    else:
+        path = os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+        if not Path(path).is_file():
+            raise UsageError(
+                "no Kubernetes connection: not in a cluster (no service account token) and no kubeconfig "
+                f"(--kubeconfig, $KUBECONFIG or {path} not found)"
+            )
+        source = f"kubeconfig {path}"
+    try:
+        config = load_config(kubeconfig)
+        config.get()  # resolves the current context, its cluster and user
+    except Exception as exc:  # whatever lightkube or YAML raise, it is the file's content
+        raise UsageError(f"{source}: not a usable Kubernetes configuration: {one_line(exc)}") from None
+    return config
+
+
+def metrics_socket(host: str, port_number: int) -> socket.socket | None:
+    if not port_number:
+        return None
+    try:
+        return socket.create_server((host, port_number))
+    except OSError as exc:
+        raise UsageError(
+            f"--metrics-port {port_number}: cannot listen on {host}: {exc.strerror or exc}"
+        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -50,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not os.path.isfile(args.kubeconfig):
             raise UsageError(f"--kubeconfig: {args.kubeconfig}: no such file")
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's login reads it; lightkube gets the path
+    config = kube_config(args.kubeconfig)
+    sock = metrics_socket(args.metrics_host, args.metrics_port)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -58,10 +135,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("kopf.objects").addFilter(_quiet_timers)
     options = Options(
         kubeconfig=args.kubeconfig,
+        kube_config=config,
         drift_interval=args.drift_interval,
         progress_interval=args.progress_interval,
-        metrics_host=args.metrics_host,
-        metrics_port=args.metrics_port,
+        metrics_socket=sock,
+        namespaces=tuple(args.namespace or ()),
+        peering=bool(args.peering),
         weight_snapshots=args.weight_snapshots,
     )
     registry = kopf.OperatorRegistry()
@@ -75,13 +154,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         peering = {"standalone": False, "peering_name": args.peering, "priority": priority}
     else:
         peering = {"standalone": True}
-    kopf.run(
-        registry=registry,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        memo=kopf.Memo(),
-        **peering,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            memo=kopf.Memo(),
+            **peering,
+        )
+    except Exception as exc:  # kopf has logged the details; a supervisor needs the exit code
+        from codepilot_operator.reconcile.failures import one_line
+
+        cause = exc.__cause__ or exc
+        print(f"error: the operator stopped: {one_line(cause)}", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        if sock is not None:
+            sock.close()
     return 0
 
 
@@ -120,14 +209,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--drift-interval",
-        type=_positive,
+        type=interval,
         default=60.0,
         metavar="SECONDS",
         help="re-apply every CodePilot this often, restoring children deleted or edited by hand (default 60)",
     )
     p.add_argument(
         "--progress-interval",
-        type=float,
+        type=interval_or_off,
         default=15.0,
         metavar="SECONDS",
         help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
@@ -135,7 +224,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz, /readyz")
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         default=8080,
         metavar="PORT",
         help="port of /metrics, /healthz, /readyz (0: off)",

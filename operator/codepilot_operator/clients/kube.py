@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx2
-from lightkube import ApiError, AsyncClient, KubeConfig
-from lightkube.generic_resource import GenericNamespacedResource, create_api_info
+from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig
+from lightkube.core.resource import ApiInfo
+from lightkube.generic_resource import GenericNamespacedResource, GenericNamespacedStatus, create_api_info
 from lightkube.types import PatchType
 
 from codepilot_operator.clients.permissions import PERMISSIONS, Permission
@@ -124,6 +125,22 @@ def resource_class(kind: Kind) -> type[GenericNamespacedResource]:
     return Resource
 
 
+def _status_class(kind: Kind) -> type[GenericNamespacedStatus]:
+    main = create_api_info(kind.group, kind.version, kind.kind, kind.plural)
+
+    class Status(GenericNamespacedStatus):
+        _api_info = ApiInfo(
+            resource=main.resource,
+            parent=main.resource,
+            plural=kind.plural,
+            verbs=["get", "patch"],
+            action="status",
+        )
+
+    Status.__name__ = Status.__qualname__ = f"{kind.kind}Status"
+    return Status
+
+
 def allowed(permissions: Iterable[Permission], group: str, resource: str, verb: str) -> bool:
     return any(p.api_group == group and p.resource == resource and verb in p.verbs for p in permissions)
 
@@ -159,6 +176,7 @@ class KubeClient:
         self._permissions = tuple(permissions)
         self._retry = retry or RetryPolicy()
         self._classes: dict[Kind, type[GenericNamespacedResource]] = {}
+        self._status_classes: dict[Kind, type[GenericNamespacedStatus]] = {}
         self.stats = Stats()
 
     async def close(self) -> None:
@@ -215,6 +233,21 @@ class KubeClient:
                 return []
             raise
 
+    async def any_exist(self, kind: Kind, namespace: str | None = None) -> bool:
+        """Whether at least one object of ``kind`` exists in ``namespace`` (None: in any namespace).
+
+        One small list (limit 1): proof that the API server answers and serves ``kind`` to this identity.
+        """
+        res = self._resource(kind, "list")
+        where = namespace or ALL_NS
+
+        async def call() -> bool:
+            async for _ in self._client.list(res, namespace=where, chunk_size=1):
+                return True
+            return False
+
+        return await self._call("list", f"{kind.plural} in {namespace or 'all namespaces'}", call)
+
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         res = self._resource(kind, "get")
         try:
@@ -259,6 +292,48 @@ class KubeClient:
                     "KindNotServed",
                 ) from exc
             raise KubeUnavailable(f"apply {what}: HTTP {code}: {_message(exc)}", f"Http{code}") from exc
+        return dict(result)
+
+    async def patch_status(
+        self, kind: Kind, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``status`` into the object's status subresource; None when the object is gone (404)."""
+        if not allowed(self._permissions, kind.group, f"{kind.plural}/status", "patch"):
+            raise PermissionDenied(f"patch {kind.plural}/status.{kind.group} is not in PERMISSIONS")
+        if kind not in self._status_classes:
+            self._status_classes[kind] = _status_class(kind)
+        res = self._status_classes[kind]
+        what = f"{kind.kind} {namespace}/{name} status"
+        try:
+            result = await self._call(
+                "patch",
+                what,
+                lambda: self._client.patch(
+                    res, name, {"status": dict(status)}, namespace=namespace, patch_type=PatchType.MERGE
+                ),
+            )
+        except httpx2.HTTPStatusError as exc:
+            if _not_found(exc):
+                return None
+            raise KubeUnavailable(
+                f"patch {what}: HTTP {exc.response.status_code}: {_message(exc)}",
+                f"Http{exc.response.status_code}",
+            ) from exc
+        return dict(result)
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` (an Event with ``generateName``); a retry after a lost answer may create a twin."""
+        kind = Kind.of(obj)
+        res: Any = self._resource(kind, "create")  # lightkube's overloads know no generic resources
+        namespace = obj["metadata"]["namespace"]
+        what = f"{kind.kind} in {namespace}"
+        try:
+            result = await self._call("create", what, lambda: self._client.create(res(dict(obj))))
+        except httpx2.HTTPStatusError as exc:
+            raise KubeUnavailable(
+                f"create {what}: HTTP {exc.response.status_code}: {_message(exc)}",
+                f"Http{exc.response.status_code}",
+            ) from exc
         return dict(result)
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:

@@ -1,49 +1,41 @@
-"""kopf handlers: thin glue from kopf's triggers to the one ``reconcile()``.
+"""kopf handlers and the periodic jobs: thin glue from kopf's triggers and the scheduler to ``reconcile()``.
 
 create, update and resume share one handler (kopf runs it once per change, and once per object when the
-operator starts), and a timer re-runs the same reconcile every ``drift_interval`` seconds so that a child
-deleted or edited by hand is restored. Status goes into kopf's ``patch``: kopf writes it together with
-its own bookkeeping, and only when it differs from what is there (an idle resync writes nothing).
+operator starts). Two jobs per CodePilot run on the scheduler (scheduler.py): ``drift`` re-runs the same
+reconcile every ``drift_interval`` seconds so that a child deleted or edited by hand is restored, and
+``progress`` refreshes status every ``progress_interval`` seconds while pods are starting. Every run
+(re)schedules them, so a change handler's reconcile also counts as the latest resync.
 
-No finalizer is used: children carry a controller ownerReference, so the API server's garbage
-collector deletes them with the CodePilot, and a missing operator never blocks a deletion.
+No finalizer: children carry a controller ownerReference, so the API server's garbage collector deletes
+them with the CodePilot, and a missing operator never blocks a deletion. The jobs find their CodePilot's
+body by uid in a kopf index, which a deleted object leaves at once, so its jobs end with it; and before a
+job writes anything it confirms the CodePilot still exists under that uid (owner.py).
+
+Failures (failures.py) end in conditions naming the cause, an Event on the transition, a metric and a
+bounded retry: kopf's TemporaryError for a change handler, a later due time for a job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from codepilot_operator.api import GROUP, PLURAL, VERSION
-from codepilot_operator.api.status import ConditionStatus, ConditionType
-from codepilot_operator.clients.kube import KubeClient, KubeUnavailable, load_config
-from codepilot_operator.reconcile import metrics
-from codepilot_operator.reconcile.reconcile import (
-    InvalidSpec,
-    Prepare,
-    PrepareFailed,
-    observe,
-    plain,
-    reconcile,
-)
-from codepilot_operator.reconcile.status import (
-    ConditionUpdate,
-    Readiness,
-    apply_failed_conditions,
-    invalid_spec_conditions,
-    now_utc,
-    serving_conditions,
-    status_patch,
-    transitions,
-)
+from codepilot_operator.clients.kube import KubeClient, load_config
+from codepilot_operator.reconcile import health, metrics
+from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
+from codepilot_operator.reconcile.owner import Outdated, OwnerCheck, OwnerGone
+from codepilot_operator.reconcile.reconcile import Prepare, Result, observe, plain, reconcile
+from codepilot_operator.reconcile.report import StatusSink, client_sink, write_status
+from codepilot_operator.reconcile.scheduler import Job, Scheduler
+from codepilot_operator.reconcile.status import serving_conditions, waiting_for_pods
 from codepilot_operator.render.deployment import deployment_name
 from codepilot_operator.rollout.tracks import next_tracks
 
@@ -51,19 +43,27 @@ DEFAULT_DRIFT_INTERVAL = 60.0
 DEFAULT_PROGRESS_INTERVAL = 15.0
 MEMO_KUBE = "kube"
 MEMO_PREPARE = "prepare"
-MEMO_PROBES = "probes"
+MEMO_HEALTH = "health"
 MEMO_LOCKS = "locks"
-TIMERS = frozenset({"timer", "progress"})
+MEMO_SCHEDULER = "scheduler"
+INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its handler id)
+JOB_DRIFT = "drift"
+JOB_PROGRESS = "progress"
+JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS})
+log = logging.getLogger(__name__)
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @dataclass(frozen=True)
 class Options:
     kubeconfig: str | None = None
+    kube_config: Any = None  # a lightkube KubeConfig loaded (and checked) by the caller; else loaded here
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
     # While pods are starting, status is refreshed this often (0: only every drift interval).
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
-    metrics_host: str = "0.0.0.0"
-    metrics_port: int = 8080  # 0: no metrics/probe server
+    metrics_socket: Any = None  # a bound socket.socket for /metrics, /healthz, /readyz; None: no server
+    namespaces: tuple[str, ...] = ()  # what the operator serves (empty: all namespaces)
+    peering: bool = False
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
     # "Before rollout: ensure snapshot": with weight_snapshots on and no explicit prepare,
     # every served version is snapshotted and verified before anything is applied (reconcile/weights.py).
@@ -79,53 +79,16 @@ def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
     return snapshot_prepare(kube)
 
 
-def _write_status(
-    body: kopf.Body,
-    patch: kopf.Patch,
-    updates: Sequence[ConditionUpdate],
-    readiness: Sequence[Readiness] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    current = plain(body.get("status") or {})
-    generation = body.get("metadata", {}).get("generation")
-    wanted = status_patch(
-        current, updates, generation=generation, now=now_utc(), readiness=readiness, extra=extra
-    )
-    if not wanted:
-        return
-    for key, value in wanted.items():
-        patch.status[key] = value
-    for event in transitions(current.get("conditions") or [], wanted["conditions"]):
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+@dataclass
+class Outcome:
+    """What one run of reconcile (or observe) left behind: the status as written, and any failure."""
 
-
-async def run_reconcile(
-    trigger: str,
-    options: Options,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-) -> None:
-    if body.get("metadata", {}).get("deletionTimestamp"):
-        logger.debug("Being deleted: garbage collection removes the children; nothing to apply")
-        return
-    generation = body.get("metadata", {}).get("generation")
-    if trigger in TIMERS and (body.get("status") or {}).get("observedGeneration") != generation:
-        # The change handler has not finished this generation (or its status has not reached us yet):
-        # resyncing from this body would race it and write a stale status.
-        logger.debug("Generation %s not handled yet; this resync is skipped", generation)
-        return
-    lock = _lock_for(memo, str(body.get("metadata", {}).get("uid")))
-    if trigger in TIMERS and lock.locked():
-        logger.debug("A reconcile is running already; this resync is skipped")
-        return
-    async with lock:
-        await _reconcile_locked(trigger, options, body, patch, memo, logger)
+    status: dict[str, Any]
+    failure: Failure | None = None
 
 
 def _lock_for(memo: kopf.Memo, uid: str) -> asyncio.Lock:
-    """One reconcile per CodePilot at a time: the timer must not race a change handler's apply.
+    """One reconcile per CodePilot at a time: a job must not race a change handler's apply.
 
     Weak values: a lock lives only while someone holds or waits on it, so deleted CodePilots leave
     nothing behind.
@@ -139,39 +102,58 @@ def _lock_for(memo: kopf.Memo, uid: str) -> asyncio.Lock:
     return lock
 
 
-async def _reconcile_locked(
+async def _serve(
     trigger: str,
     options: Options,
-    body: kopf.Body,
-    patch: kopf.Patch,
+    body: Mapping[str, Any],
     memo: kopf.Memo,
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-) -> None:
+    logger: Logger,
+    sink: StatusSink,
+    *,
+    retry: int = 0,
+    owner: OwnerCheck | None = None,
+) -> Outcome:
+    """reconcile (or, for ``progress``, observe) and write status; failures are returned, not raised."""
     kube: KubeClient = memo[MEMO_KUBE]
     started = time.monotonic()
     try:
-        if trigger == "progress":
+        if trigger == JOB_PROGRESS:
             result = await observe(body, kube)
         else:
-            result = await reconcile(body, kube, prepare=memo.get(MEMO_PREPARE))
-    except InvalidSpec as exc:
-        metrics.RECONCILE_ERRORS.labels("InvalidSpec").inc()
-        _write_status(body, patch, invalid_spec_conditions(exc.problems))
-        if trigger in TIMERS:  # the change handler reported it already: no retries, no new Events
-            logger.debug("Invalid spec, nothing applied: %s", exc)
-            return
-        raise kopf.PermanentError(f"invalid spec, nothing applied: {exc}") from None
-    except PrepareFailed as exc:
-        metrics.RECONCILE_ERRORS.labels(exc.reason).inc()
-        metrics.SNAPSHOT_FAILURES.labels(body["metadata"]["namespace"], body["metadata"]["name"]).inc()
-        _write_status(body, patch, exc.conditions)
-        raise kopf.TemporaryError(f"nothing applied: {exc}", delay=exc.delay) from None
-    except KubeUnavailable as exc:
-        metrics.RECONCILE_ERRORS.labels(exc.reason).inc()
-        _write_status(body, patch, apply_failed_conditions(str(exc)))
-        raise kopf.TemporaryError(str(exc), delay=options.retry_delay) from None
+            result = await reconcile(body, kube, prepare=memo.get(MEMO_PREPARE), before_write=owner)
+    except (OwnerGone, Outdated):
+        raise
+    except Exception as exc:
+        failure = classify(exc, retry_delay=options.retry_delay, retry=retry)
+        if failure.reason == RECONCILE_ERROR:  # a bug or unanticipated input: the traceback is for -v
+            logger.debug("Reconcile raised", exc_info=exc)
+        return Outcome(await _report_failure(kube, body, failure, logger, sink, trigger), failure)
     finally:
         metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
+    return Outcome(await _report_result(kube, body, result, logger, sink))
+
+
+async def _report_failure(
+    kube: KubeClient,
+    body: Mapping[str, Any],
+    failure: Failure,
+    logger: Logger,
+    sink: StatusSink,
+    trigger: str,
+) -> dict[str, Any]:
+    metrics.RECONCILE_ERRORS.labels(failure.reason).inc()
+    if failure.snapshot:
+        metrics.SNAPSHOT_FAILURES.labels(body["metadata"]["namespace"], body["metadata"]["name"]).inc()
+    if failure.delay is None and trigger in JOBS:  # the change handler reported it already
+        logger.debug("Nothing applied: %s", failure.message)
+    else:
+        logger.warning("Nothing more applied (%s): %s", failure.reason, failure.message)
+    return await write_status(kube, body, failure.conditions, logger, sink)
+
+
+async def _report_result(
+    kube: KubeClient, body: Mapping[str, Any], result: Result, logger: Logger, sink: StatusSink
+) -> dict[str, Any]:
     metrics.count_result(result.applied, result.pruned)
     if result.applied or result.pruned:
         logger.info(
@@ -190,31 +172,157 @@ async def _reconcile_locked(
     new = result.served[-1].version if result.served else cp.spec.model.version
     ready = {r.name: r.ready for r in result.readiness}
     extra = next_tracks(cp, result.served, bool(ready.get(deployment_name(cp, new))), pins)
-    _write_status(body, patch, updates, result.readiness, extra)
+    return await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
+
+
+def _schedule(
+    options: Options, memo: kopf.Memo, uid: str, status: Mapping[str, Any], failure: Failure | None = None
+) -> None:
+    """After any run: the next drift resync one interval from now (sooner after a failure that asks to be
+    retried sooner), and progress refreshes while pods are starting."""
+    scheduler: Scheduler = memo[MEMO_SCHEDULER]
+    delay = options.drift_interval
+    if failure is not None and failure.delay is not None:
+        delay = min(delay, failure.delay)
+    scheduler.after(uid, JOB_DRIFT, delay)
+    if options.progress_interval and waiting_for_pods(status):
+        if scheduler.due(uid, JOB_PROGRESS) is None:
+            scheduler.after(uid, JOB_PROGRESS, options.progress_interval)
+    else:
+        scheduler.cancel(uid, JOB_PROGRESS)
+
+
+def _patch_sink(patch: kopf.Patch) -> StatusSink:
+    async def write(wanted: dict[str, Any]) -> None:
+        for key, value in wanted.items():
+            patch.status[key] = value
+
+    return write
+
+
+async def handle_change(
+    options: Options,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: Logger,
+    reason: str,
+    retry: int,
+) -> None:
+    raw = plain(body)
+    uid = str(raw["metadata"]["uid"])
+    if raw["metadata"].get("deletionTimestamp"):
+        logger.debug("Being deleted: garbage collection removes the children; nothing to apply")
+        return
+    async with _lock_for(memo, uid):  # status goes into kopf's patch: kopf writes it with its bookkeeping
+        outcome = await _serve(str(reason), options, raw, memo, logger, _patch_sink(patch), retry=retry)
+    # kopf retries a failed change handler itself (TemporaryError below): drift keeps its full interval.
+    _schedule(options, memo, uid, outcome.status)
+    failure = outcome.failure
+    if failure is None:
+        return
+    if failure.delay is None:
+        raise kopf.PermanentError(f"nothing applied: {failure.message}")
+    raise kopf.TemporaryError(f"nothing more applied: {failure.message}", delay=failure.delay)
+
+
+async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kopf.Memo) -> float | None:
+    """One drift or progress run for the CodePilot ``body``; returns the delay until this job runs again."""
+    meta = body.get("metadata", {})
+    uid = str(meta.get("uid"))
+    interval = options.drift_interval if job == JOB_DRIFT else options.progress_interval
+    if meta.get("deletionTimestamp"):
+        return None
+    logger = kopf.LocalObjectLogger(body=kopf.Body(cast(kopf.RawBody, body)), settings=memo["settings"])
+    if (body.get("status") or {}).get("observedGeneration") != meta.get("generation"):
+        # The change handler has not finished this generation (or its status has not reached the index):
+        # resyncing from this body would race it and write a stale status.
+        logger.debug("Generation %s not handled yet; this %s run is skipped", meta.get("generation"), job)
+        return interval
+    lock = _lock_for(memo, uid)
+    if lock.locked():
+        logger.debug("A reconcile is running already; this %s run is skipped", job)
+        return interval
+    try:
+        async with lock:
+            owner = OwnerCheck(memo[MEMO_KUBE], body)
+            sink = client_sink(memo[MEMO_KUBE], body, owner)
+            outcome = await _serve(job, options, body, memo, logger, sink, owner=owner)
+    except OwnerGone as exc:
+        logger.debug("%s; its jobs stop", exc)
+        memo[MEMO_SCHEDULER].cancel(uid)
+        return None
+    except Outdated as exc:
+        logger.debug("%s; this %s run wrote nothing", exc, job)
+        return interval
+    if job == JOB_DRIFT:
+        _schedule(options, memo, uid, outcome.status, outcome.failure)
+        return None  # _schedule set the next drift run
+    if not waiting_for_pods(outcome.status):
+        return None
+    failure = outcome.failure
+    return min(interval, failure.delay) if failure is not None and failure.delay is not None else interval
+
+
+def _job(job: str, options: Options, memo: kopf.Memo) -> Job:
+    async def run(body: Mapping[str, Any]) -> float | None:
+        return await run_job(job, options, body, memo)
+
+    return run
+
+
+def _first(index: Mapping[str, Any], uid: str) -> Mapping[str, Any] | None:
+    store = index.get(uid)
+    return next(iter(store), None) if store else None
 
 
 def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     """Attach every handler to ``registry`` (a fresh one per operator run, so options are per run)."""
     resource = (GROUP, VERSION, PLURAL)
 
+    @kopf.index(*resource, registry=registry, id=INDEX)
+    async def codepilot_bodies(body: kopf.Body, uid: str, **_: Any) -> dict[str, dict[str, Any]]:
+        """Every live CodePilot's latest body by uid; kopf drops a deleted object from it at once."""
+        return {str(uid): plain(body)}
+
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.posting.loggers = False  # Events only for transitions (kopf.event), not for log lines
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+        """Fails permanently, never "retry in 60 s": a startup that cannot finish must end the process."""
+        try:
+            await _start(settings, memo, kwargs[INDEX])
+        except Exception as exc:
+            raise kopf.PermanentError(f"startup failed: {one_line(exc)}") from exc
+
+    async def _start(settings: kopf.OperatorSettings, memo: kopf.Memo, bodies: kopf.Index[str, Any]) -> None:
+        settings.posting.loggers = False  # Events only for transitions (reconcile/events.py)
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
-        probes = metrics.Probes()
-        memo[MEMO_PROBES] = probes
-        if options.metrics_port:
-            memo["metrics_runner"] = await metrics.start_server(
-                probes, options.metrics_host, options.metrics_port
-            )
-        memo[MEMO_KUBE] = KubeClient(load_config(options.kubeconfig))
+        memo["settings"] = settings
+        state = memo[MEMO_HEALTH] = health.Health(
+            watch_expected=not options.peering, indexed=lambda: len(bodies)
+        )
+        if options.metrics_socket is not None:
+            memo["metrics_runner"] = await metrics.start_server(state, options.metrics_socket)
+        kube = memo[MEMO_KUBE] = KubeClient(options.kube_config or load_config(options.kubeconfig))
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
-        memo[MEMO_PREPARE] = _prepare_step(options, memo[MEMO_KUBE])
-        probes.ready = True
+        memo[MEMO_PREPARE] = _prepare_step(options, kube)
+
+        scheduler = memo[MEMO_SCHEDULER] = Scheduler(lambda uid: _first(bodies, uid))
+        for job in JOBS:
+            scheduler.register(job, _job(job, options, memo))
+        state.scheduler = asyncio.create_task(scheduler.run(), name="codepilot jobs")
+        memo["api_check"] = asyncio.create_task(
+            health.await_api(state, kube, health.probe_namespaces(options.namespaces)), name="api check"
+        )
+        state.started = True
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        state: health.Health | None = memo.get(MEMO_HEALTH)
+        tasks = [t for t in (state.scheduler if state else None, memo.get("api_check")) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if MEMO_KUBE in memo:
             await memo[MEMO_KUBE].close()
         if "metrics_runner" in memo:
@@ -229,60 +337,12 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, registry=registry)
     async def on_change(**kwargs: Any) -> None:
-        await run_reconcile(
-            str(kwargs["reason"]), options, kwargs["body"], kwargs["patch"], kwargs["memo"], kwargs["logger"]
+        await handle_change(
+            options,
+            kwargs["body"],
+            kwargs["patch"],
+            kwargs["memo"],
+            kwargs["logger"],
+            kwargs["reason"],
+            kwargs["retry"],
         )
-
-    @kopf.timer(
-        *resource, registry=registry, interval=options.drift_interval, initial_delay=options.drift_interval
-    )
-    async def drift(**kwargs: Any) -> None:
-        await run_reconcile(
-            "timer", options, kwargs["body"], kwargs["patch"], kwargs["memo"], kwargs["logger"]
-        )
-
-    if options.progress_interval:
-
-        @kopf.timer(
-            *resource,
-            registry=registry,
-            interval=options.progress_interval,
-            initial_delay=options.progress_interval,
-            when=_waiting_for_pods,
-        )
-        async def progress(**kwargs: Any) -> None:
-            await run_reconcile(
-                "progress", options, kwargs["body"], kwargs["patch"], kwargs["memo"], kwargs["logger"]
-            )
-
-    _timers_without_finalizer(registry)
-
-
-def _waiting_for_pods(status: Mapping[str, Any], **_: Any) -> bool:
-    """While a valid CodePilot is not Ready, status is refreshed every progress interval, not only on drift.
-
-    kopf starts and stops this timer as the filter's answer changes (on each watch event of the object).
-    """
-    conditions = {c.get("type"): c for c in status.get("conditions") or []}
-    ready = conditions.get(ConditionType.READY, {})
-    reconciled = conditions.get(ConditionType.RECONCILED, {})
-    return bool(
-        reconciled.get("status") == ConditionStatus.TRUE and ready.get("status") != ConditionStatus.TRUE
-    )
-
-
-def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
-    """kopf puts a finalizer on every object with a timer, only to stop the timer "gracefully".
-
-    Our timer holds no state, so that finalizer buys nothing and costs a write per CodePilot, and a
-    CodePilot could not be deleted while the operator is down. kopf has no public switch for it, so the
-    flag is cleared on the registered handler (tests/e2e asserts that no finalizer is ever written).
-    """
-    try:
-        spawning = registry._spawning._handlers
-    except AttributeError:  # a kopf whose internals moved: keep its finalizer rather than fail to start
-        logging.getLogger(__name__).warning("kopf internals changed: timers keep kopf's finalizer")
-        return
-    for index, handler in enumerate(spawning):
-        if getattr(handler, "requires_finalizer", None):
-            spawning[index] = dataclasses.replace(handler, requires_finalizer=False)

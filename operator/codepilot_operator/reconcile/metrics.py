@@ -1,10 +1,13 @@
 """Operator metrics and probes, served on one port: /metrics, /healthz, /readyz.
 
-The server runs on the operator's own event loop, so /healthz answering means the loop is not stuck
-(the same reasoning as kopf's --liveness). /readyz turns 200 once the Kubernetes client is connected.
+The server runs on the operator's own event loop, so /healthz answering at all means the loop is not
+stuck (the same reasoning as kopf's --liveness); what the probes answer is health.py's decision.
 """
 
 from __future__ import annotations
+
+import socket
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -81,11 +84,12 @@ ANALYSES = Counter(
 )
 
 
-class Probes:
-    """State behind /readyz; kept in kopf's memo so handlers and the server share it."""
+class Probes(Protocol):
+    """What /healthz and /readyz report: (healthy, one line saying why)."""
 
-    def __init__(self) -> None:
-        self.ready = False
+    def liveness(self) -> tuple[bool, str]: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
 
 
 async def _metrics(_: web.Request) -> web.Response:
@@ -93,14 +97,19 @@ async def _metrics(_: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def start_server(probes: Probes, host: str, port: int) -> web.AppRunner:
+def _probe(answer: tuple[bool, str]) -> web.Response:
+    ok, why = answer
+    return web.Response(text=f"{why}\n", status=200 if ok else 503)
+
+
+async def start_server(probes: Probes, sock: socket.socket) -> web.AppRunner:
+    """Serve on ``sock``, bound by the caller: a busy port fails before the operator starts, not here."""
+
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        return _probe(probes.liveness())
 
     async def readyz(_: web.Request) -> web.Response:
-        if probes.ready:
-            return web.Response(text="ready\n")
-        return web.Response(text="starting\n", status=503)
+        return _probe(probes.readiness())
 
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
@@ -108,7 +117,7 @@ async def start_server(probes: Probes, host: str, port: int) -> web.AppRunner:
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.SockSite(runner, sock)
     await site.start()
     return runner
 

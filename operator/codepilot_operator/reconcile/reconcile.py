@@ -40,6 +40,8 @@ class Prepared:
 
 
 Prepare = Callable[[CodePilot, list[ServedVersion]], Awaitable[Prepared]]
+# Awaited once, before the first child is written (applied or pruned); raising there writes nothing.
+BeforeWrite = Callable[[], Awaitable[None]]
 DEPLOYMENT = Kind("apps/v1", "Deployment")
 POD = Kind("v1", "Pod")
 
@@ -138,8 +140,18 @@ async def _observe(
     return readiness
 
 
-async def reconcile(body: Mapping[str, Any], kube: KubeClient, *, prepare: Prepare | None = None) -> Result:
-    """Make the cluster match the CodePilot ``body``; raises InvalidSpec before touching anything."""
+async def reconcile(
+    body: Mapping[str, Any],
+    kube: KubeClient,
+    *,
+    prepare: Prepare | None = None,
+    before_write: BeforeWrite | None = None,
+) -> Result:
+    """Make the cluster match the CodePilot ``body``; raises InvalidSpec before touching anything.
+
+    ``before_write`` lets a caller holding a possibly outdated body (a periodic job) confirm that the
+    CodePilot still exists before anything is written; an idle resync never calls it.
+    """
     cp = parse(body)
     if not cp.metadata.uid:
         raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
@@ -155,14 +167,19 @@ async def reconcile(body: Mapping[str, Any], kube: KubeClient, *, prepare: Prepa
     listed = await asyncio.gather(*(kube.list(kind, namespace, selector) for kind in kinds))
     live: dict[tuple[str, str], Mapping[str, Any]] = {prune.key(o): o for objs in listed for o in objs}
 
+    changed = []
     for obj in desired:
         if unchanged(live.get(prune.key(obj)), obj):
             log.debug("%s unchanged, skipped", _label(obj))
-            continue
+        else:
+            changed.append(obj)
+    stale = prune.stale(live.values(), desired, str(cp.metadata.uid))
+    if (changed or stale) and before_write is not None:
+        await before_write()
+    for obj in changed:
         live[prune.key(obj)] = await kube.apply(obj)
         result.applied.append(_label(obj))
-
-    for old in prune.stale(live.values(), desired, str(cp.metadata.uid)):
+    for old in stale:
         if await kube.delete(Kind.of(old), namespace, old["metadata"]["name"]):
             result.pruned.append(_label(old))
 

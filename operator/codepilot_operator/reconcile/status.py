@@ -158,6 +158,16 @@ def serving_conditions(readiness: Sequence[Readiness], applied_objects: int) -> 
     ]
 
 
+def waiting_for_pods(status: Mapping[str, Any]) -> bool:
+    """A valid CodePilot whose pods are not Ready yet: its status is refreshed every progress interval."""
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get(ConditionType.READY, {})
+    reconciled = conditions.get(ConditionType.RECONCILED, {})
+    return bool(
+        reconciled.get("status") == ConditionStatus.TRUE and ready.get("status") != ConditionStatus.TRUE
+    )
+
+
 def invalid_spec_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
     """Nothing was applied: Reconciled and Degraded say which field to fix; Ready is left as it was."""
     message = "; ".join(problems)
@@ -169,6 +179,14 @@ def invalid_spec_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
 
 def apply_failed_conditions(message: str) -> list[ConditionUpdate]:
     return [ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.APPLY_FAILED, message)]
+
+
+def reconcile_error_conditions(message: str) -> list[ConditionUpdate]:
+    """Reconcile stopped on an unexpected exception: whatever it had applied stays, status says why."""
+    return [
+        ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.RECONCILE_ERROR, message),
+        ConditionUpdate(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.RECONCILE_ERROR, message),
+    ]
 
 
 def status_patch(
@@ -197,7 +215,13 @@ def status_patch(
 
 
 _WARNING_REASONS = frozenset(
-    {Reason.INVALID_SPEC, Reason.INIT_CONTAINER_FAILING, Reason.APPLY_FAILED, Reason.SNAPSHOT_FAILED}
+    {
+        Reason.INVALID_SPEC,
+        Reason.INIT_CONTAINER_FAILING,
+        Reason.APPLY_FAILED,
+        Reason.SNAPSHOT_FAILED,
+        Reason.RECONCILE_ERROR,
+    }
 )
 
 

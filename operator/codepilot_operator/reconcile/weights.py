@@ -79,12 +79,10 @@ async def credentials_for(kube: KubeClient, cp: CodePilot) -> Credentials | None
     if not name:
         return None
     secret = await kube.get(SECRET, cp.metadata.namespace, name)
+    where = f"spec.model.source.credentialsSecret: Secret {cp.metadata.namespace}/{name}"
     if secret is None:
-        raise SnapshotError(
-            FailureReason.ACCESS_DENIED,
-            f"spec.model.source.credentialsSecret: Secret {cp.metadata.namespace}/{name} not found",
-        )
-    return Credentials.from_secret_data(secret.get("data") or {})
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"{where} not found")
+    return Credentials.from_secret_data(secret.get("data") or {}, where)
 
 
 def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[ServedVersion]) -> Prepared:

@@ -10,6 +10,7 @@ SourceChanged, InvalidSnapshot); what status and Events say about them is reconc
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,17 +48,28 @@ __all__ = [
 @dataclass(frozen=True)
 class Credentials(S3Credentials):
     @classmethod
-    def from_secret_data(cls, data: Mapping[str, str]) -> Credentials:
-        """From a Secret's ``data`` (base64), the same keys the init container gets as env."""
-        try:
-            return cls(
-                base64.b64decode(data[ACCESS_KEY_ENV]).decode(),
-                base64.b64decode(data[SECRET_KEY_ENV]).decode(),
-            )
-        except KeyError as exc:
-            raise SnapshotError(
-                FailureReason.ACCESS_DENIED, f"credentials Secret has no key {exc.args[0]}"
-            ) from None
+    def from_secret_data(cls, data: Mapping[str, str], secret: str = "credentials Secret") -> Credentials:
+        """From a Secret's ``data`` (base64), the same keys the init container gets as env.
+
+        ``secret`` names the Secret in errors; an error names the key, never its value (nor a byte of it:
+        a decoder's own message would quote one).
+        """
+        return cls(_secret_text(data, ACCESS_KEY_ENV, secret), _secret_text(data, SECRET_KEY_ENV, secret))
+
+
+def _secret_text(data: Mapping[str, str], key: str, secret: str) -> str:
+    if key not in data:
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"{secret} has no key {key}")
+    try:
+        raw = base64.b64decode(data[key], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"{secret} key {key}: not valid base64") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SnapshotError(
+            FailureReason.ACCESS_DENIED, f"{secret} key {key}: not UTF-8 text once base64-decoded"
+        ) from None
 
 
 def location_for(cp: CodePilot) -> SnapshotLocation:
