@@ -4,7 +4,9 @@ The text is protobuf text format for ``inference.ModelConfig``. Each backend get
 own documentation prescribes:
 - tensorrtllm: the inflight-batching ``tensorrt_llm`` model (decoupled, KIND_CPU instances: the backend
   places the engine on GPUs itself), with the KV cache sized for a full batch of ``maxTokens``;
-- python: a text-in/text-out model whose ``model.py`` reads ``max_tokens`` from the parameters;
+- python: the text contract (api/endpoint.py, docs/api-endpoint.md): a decoupled model taking a prompt
+  (and ``max_tokens``, ``stream``, ``suffix``) and answering text with the token counts its own
+  tokenizer saw, one response per token when streaming; ``max_tokens`` is also in the parameters;
 - onnxruntime: name, batching and placement only; Triton's auto-complete reads the inputs and outputs
   from the ONNX graph, which is more reliable than guessing them.
 """
@@ -14,6 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from codepilot_operator.api import Backend, CodePilot
+from codepilot_operator.api.endpoint import (
+    COMPLETION_TOKENS,
+    MAX_TOKENS,
+    PROMPT_TOKENS,
+    STREAM,
+    SUFFIX,
+    TEXT_INPUT,
+    TEXT_OUTPUT,
+)
 
 MODEL_REPOSITORY = "/models"
 MODEL_VERSION_DIR = "1"
@@ -88,15 +99,25 @@ def _instance_kind(cp: CodePilot) -> str:
 def _python(cp: CodePilot) -> list[str]:
     runtime = cp.spec.runtime
     return [
+        "model_transaction_policy { decoupled: true }",
         *_batching(runtime.max_batch_size),
         _block(
             "input",
             [
-                _tensor("text_input", "TYPE_STRING", [1]),
-                _tensor("max_tokens", "TYPE_INT32", [1], " optional: true"),
+                _tensor(TEXT_INPUT, "TYPE_STRING", [1]),
+                _tensor(MAX_TOKENS, "TYPE_INT32", [1], " optional: true"),
+                _tensor(STREAM, "TYPE_BOOL", [1], " optional: true"),
+                _tensor(SUFFIX, "TYPE_STRING", [1], " optional: true"),
             ],
         ),
-        _block("output", [_tensor("text_output", "TYPE_STRING", [1])]),
+        _block(
+            "output",
+            [
+                _tensor(TEXT_OUTPUT, "TYPE_STRING", [1]),
+                _tensor(PROMPT_TOKENS, "TYPE_INT32", [1]),
+                _tensor(COMPLETION_TOKENS, "TYPE_INT32", [1]),
+            ],
+        ),
         f"instance_group [ {{ count: 1 kind: {_instance_kind(cp)} }} ]",
         _parameter("max_tokens", str(runtime.max_tokens)),
     ]
