@@ -45,6 +45,7 @@ from codepilot_operator.reconcile.status import (
     transitions,
 )
 from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.render.gateway import api_url
 from codepilot_operator.rollout.tracks import next_tracks
 
 DEFAULT_DRIFT_INTERVAL = 60.0
@@ -190,6 +191,7 @@ async def _reconcile_locked(
     new = result.served[-1].version if result.served else cp.spec.model.version
     ready = {r.name: r.ready for r in result.readiness}
     extra = next_tracks(cp, result.served, bool(ready.get(deployment_name(cp, new))), pins)
+    extra["url"] = api_url(cp)
     _write_status(body, patch, updates, result.readiness, extra)
 
 
