@@ -3,6 +3,7 @@ request checks a user meets, and keys read from mounted Secrets."""
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 from pathlib import Path
 
@@ -172,3 +173,12 @@ def test_a_bad_limit_skips_that_secret_only_and_removed_keys_stop_working(tmp_pa
     (tmp_path / "team-a" / "api-key").unlink()
     store.refresh()
     assert store.team("sk-a") is None
+
+
+@pytest.mark.parametrize("kind", ["completion", "chat"])
+@given(text=st.text(max_size=20))
+def test_templated_stream_events_are_the_chunks_themselves(kind: str, text: str) -> None:
+    generation = protocol.Generation(kind, "coder", "p", 8)
+    encoded = protocol.text_events(generation, "id-1", 123)(text)
+    assert encoded.startswith(b"data: ") and encoded.endswith(b"\n\n")
+    assert json.loads(encoded[6:]) == protocol.chunk(generation, "id-1", 123, text)

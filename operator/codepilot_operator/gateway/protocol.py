@@ -7,9 +7,10 @@ text and the token counts the model reported.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,6 +286,23 @@ def chunk(
         choice = {"index": 0, "text": text, "logprobs": None}
     choice["finish_reason"] = reason
     return {**doc, "choices": [choice]}
+
+
+def event(doc: object) -> bytes:
+    """One server-sent event."""
+    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
+
+
+def text_events(generation: Generation, answer_id: str, created: int) -> Callable[[str], bytes]:
+    """``event(chunk(..., text))`` for the chunks between the first and the last, from a template:
+    a stream sends one per token, so only the text is encoded per event."""
+    marker = "\x00TEXT\x00"
+    head, tail = event(chunk(generation, answer_id, created, marker)).split(json.dumps(marker).encode())
+
+    def encode(text: str) -> bytes:
+        return head + json.dumps(text).encode() + tail
+
+    return encode
 
 
 def usage_chunk(

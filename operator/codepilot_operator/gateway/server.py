@@ -73,10 +73,6 @@ def _error_response(error: ApiError) -> web.Response:
     return web.json_response(error.body(), status=error.status, headers=headers)
 
 
-def _sse(doc: object) -> bytes:
-    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
-
-
 class Gateway:
     def __init__(self, config: GatewayConfig, clock: Callable[[], float] = time.monotonic):
         self.config, self.clock = config, clock
@@ -299,13 +295,16 @@ class Gateway:
     ) -> None:
         answer_id, created = protocol.new_id(generation), int(time.time())
         scanner = StopScanner(generation.stop)
+        encode = protocol.text_events(generation, answer_id, created)
         sent_first = False
 
         async def send(text: str) -> None:
             nonlocal sent_first
-            if text or not sent_first:
+            if sent_first and text:
+                await response.write(encode(text))
+            elif not sent_first:
                 await response.write(
-                    _sse(protocol.chunk(generation, answer_id, created, text, first=not sent_first))
+                    protocol.event(protocol.chunk(generation, answer_id, created, text, first=True))
                 )
                 sent_first = True
 
@@ -322,16 +321,18 @@ class Gateway:
             error = ApiError(
                 502, f"the model failed while answering: {exc}", type="server_error", code="model_error"
             )
-            await response.write(_sse(error.body()))
+            await response.write(protocol.event(error.body()))
             return
         reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
         last = protocol.chunk(generation, answer_id, created, "", reason)
         if generation.include_usage:
-            await response.write(_sse(last))
-            await response.write(_sse(protocol.usage_chunk(generation, answer_id, created, outcome.counts)))
+            await response.write(protocol.event(last))
+            await response.write(
+                protocol.event(protocol.usage_chunk(generation, answer_id, created, outcome.counts))
+            )
         else:
             # Usage on every answer, also for clients that did not ask for the separate usage event.
-            await response.write(_sse({**last, "usage": protocol.usage(*outcome.counts)}))
+            await response.write(protocol.event({**last, "usage": protocol.usage(*outcome.counts)}))
         await response.write(b"data: [DONE]\n\n")
 
 
