@@ -114,3 +114,14 @@ def test_a_config_change_rolls_the_gateway_pods() -> None:
         return str(template["metadata"]["annotations"]["serving.codepilot.dev/gateway-config-hash"])
 
     assert annotation() != annotation(**{"spec.runtime.maxTokens": 512})
+
+
+def test_fill_in_the_middle_is_offered_only_where_the_model_takes_a_suffix() -> None:
+    python = codepilot(**{"spec.api": API, "spec.model.backend": "python", "spec.runtime.gpus": 0})
+    assert gateway_config(python).models[0].supports_suffix
+    assert not gateway_config(codepilot(**{"spec.api": API})).models[0].supports_suffix  # tensorrtllm
+
+
+def test_an_onnxruntime_model_cannot_have_the_text_endpoint() -> None:
+    with pytest.raises(InvalidCodePilot, match="api needs a text model"):
+        codepilot(**{"spec.api": API, "spec.model.backend": "onnxruntime", "spec.runtime.gpus": 0})

@@ -20,7 +20,9 @@ MAX_TOKENS = "max_tokens"
 STREAM = "stream"
 SUFFIX = "suffix"
 # Outputs: the text of this response (one token's text when streaming) and the counts the model's own
-# tokenizer reports, cumulative over the request, so the last response carries the totals.
+# tokenizer reports: prompt_tokens for the whole prompt (suffix included) in every response,
+# completion_tokens for the tokens in *this* response (what TensorRT-LLM's sequence_length says with
+# the input excluded), so the gateway sums them over a stream.
 TEXT_OUTPUT = "text_output"
 PROMPT_TOKENS = "prompt_tokens"
 COMPLETION_TOKENS = "completion_tokens"
@@ -49,6 +51,7 @@ class GatewayModel(_Config):
     upstream: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
     host: str | None = None  # Host header for a Gateway listener that matches hostnames
     max_tokens: Annotated[int, Field(ge=1)]
+    supports_suffix: bool = True  # the model takes the suffix input (fill-in-the-middle)
     max_concurrency: Annotated[int, Field(ge=1)] = 8
     max_queue: Annotated[int, Field(ge=0)] = 64
     queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0

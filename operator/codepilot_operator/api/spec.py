@@ -571,6 +571,10 @@ class CodePilotSpec(SpecModel):
                 "!self.api.enabled || !has(self.rollout.traffic.gateway) || has(self.api.gatewayURL)",
                 "api.gatewayURL is required with rollout.traffic.gateway",
             ),
+            (
+                "!self.api.enabled || self.model.backend != 'onnxruntime'",
+                "api needs a text model: backend python or tensorrtllm",
+            ),
         )
     )
 
@@ -593,6 +597,14 @@ class CodePilotSpec(SpecModel):
             raise ValueError(
                 "rollout.traffic.maxSurge 0 needs autoscaling.minReplicas >= 2: with one replica, the only "
                 "one would stop before its replacement is Ready"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _api_needs_text(self) -> Self:
+        if self.api.enabled and self.model.backend is Backend.ONNXRUNTIME:
+            raise ValueError(
+                "api needs a text model: backend python or tensorrtllm (onnxruntime has no text contract)"
             )
         return self
 

@@ -56,10 +56,11 @@ class Outcome:
     completion_tokens: int = 0
 
     def add(self, piece: Piece) -> None:
+        """Each response counts its own completion tokens; the prompt is the same in every one."""
         if piece.prompt_tokens is not None:
             self.prompt_tokens = piece.prompt_tokens
         if piece.completion_tokens is not None:
-            self.completion_tokens = piece.completion_tokens
+            self.completion_tokens += piece.completion_tokens
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -201,6 +202,10 @@ class Gateway:
         self, request: web.Request, team: Team, generation: Generation, started: float
     ) -> web.StreamResponse:
         served = self.models[generation.model]
+        if generation.suffix is not None and not served.config.supports_suffix:
+            raise protocol.invalid(
+                "suffix", f"model {generation.model} does not take a suffix (fill-in-the-middle)"
+            )
         self._admit(team, generation.model)
         outcome = Outcome()
         queued = self.clock()

@@ -17,7 +17,7 @@ import hashlib
 import json
 from typing import Any
 
-from codepilot_operator.api import CodePilot
+from codepilot_operator.api import Backend, CodePilot
 from codepilot_operator.api.endpoint import (
     API_PORT,
     KEY_FILE,
@@ -86,6 +86,8 @@ def gateway_config(cp: CodePilot) -> GatewayConfig:
                 upstream=url,
                 host=host,
                 max_tokens=cp.spec.runtime.max_tokens,
+                # the python contract has a suffix input; the TensorRT-LLM ensemble's tokenizer step has not
+                supports_suffix=cp.spec.model.backend is Backend.PYTHON,
                 max_concurrency=api.max_concurrency,
                 max_queue=api.max_queue,
                 queue_timeout_seconds=parse_duration(api.queue_timeout),
