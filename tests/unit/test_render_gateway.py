@@ -125,3 +125,10 @@ def test_fill_in_the_middle_is_offered_only_where_the_model_takes_a_suffix() -> 
 def test_an_onnxruntime_model_cannot_have_the_text_endpoint() -> None:
     with pytest.raises(InvalidCodePilot, match="api needs a text model"):
         codepilot(**{"spec.api": API, "spec.model.backend": "onnxruntime", "spec.runtime.gpus": 0})
+
+
+def test_a_model_version_named_like_the_gateway_is_refused() -> None:
+    """Per-version children are <name>-<version>: version 'api' would be the gateway's Deployment."""
+    with pytest.raises(InvalidCodePilot, match=r"model\.version 'api' would name"):
+        codepilot(**{"spec.api": API, "spec.model.version": "api"})
+    assert gateway_name(codepilot()) == "coder-api"

@@ -575,6 +575,10 @@ class CodePilotSpec(SpecModel):
                 "!self.api.enabled || self.model.backend != 'onnxruntime'",
                 "api needs a text model: backend python or tensorrtllm",
             ),
+            (
+                "!self.api.enabled || self.model.version != 'api'",
+                "model.version 'api' would name its Deployment and Service like the API gateway's",
+            ),
         )
     )
 
@@ -605,6 +609,15 @@ class CodePilotSpec(SpecModel):
         if self.api.enabled and self.model.backend is Backend.ONNXRUNTIME:
             raise ValueError(
                 "api needs a text model: backend python or tensorrtllm (onnxruntime has no text contract)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _api_name_is_free(self) -> Self:
+        # Per-version children are named <name>-<version>, the gateway's <name>-api: they would collide.
+        if self.api.enabled and self.model.version == "api":
+            raise ValueError(
+                "model.version 'api' would name its Deployment and Service like the API gateway's"
             )
         return self
 
