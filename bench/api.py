@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import statistics
 import sys
@@ -48,6 +49,13 @@ class Samples:
     total: list[float] = field(default_factory=list)
     first: list[float] = field(default_factory=list)
     round_p50: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time of the gateway process (user + system) during these rounds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 Send = Callable[[aiohttp.ClientSession], Awaitable[tuple[float, float]]]
@@ -154,15 +162,18 @@ def report(label: str, concurrency: int, d: Samples, g: Samples, stream: bool) -
         print(f"{'':15} {line('first chunk', d.first, g.first)}")
     spread = [max(s.round_p50) - min(s.round_p50) for s in (d, g)]
     print(f"{'':15} noise: per-round request p50 spread direct {ms(spread[0])} gateway {ms(spread[1])} ms")
+    print(f"{'':15} gateway CPU per request {ms(g.cpu_seconds / len(g.total))} ms")
 
 
-async def bench(args: argparse.Namespace, triton_url: str, model: str, gateway_url: str) -> None:
+async def bench(args: argparse.Namespace, triton_url: str, model: str, gateway_url: str, pid: int) -> None:
     plans = [(True, c) for c in CONCURRENCY] + [(False, 1)]
     for stream, concurrency in plans:
         d, g = Samples(), Samples()
         for _ in range(args.rounds):
             await run_round(direct(triton_url, model, args.tokens, stream), concurrency, args.requests, d)
+            before = cpu_seconds(pid)
             await run_round(gateway(gateway_url, args.tokens, stream), concurrency, args.requests, g)
+            g.cpu_seconds += cpu_seconds(pid) - before
         report("streamed" if stream else "whole", concurrency, d, g, stream)
 
 
@@ -187,7 +198,8 @@ def main() -> int:
                 f"{args.rounds} rounds x {args.requests} requests, "
                 f"max_tokens {args.tokens}, {args.token_ms} ms/token"
             )
-            asyncio.run(bench(args, f"http://{triton.http_url}", triton.model, process.base_url))
+            url = f"http://{triton.http_url}"
+            asyncio.run(bench(args, url, triton.model, process.base_url, process.process.pid))
         finally:
             process.stop()
     finally:
