@@ -346,12 +346,12 @@ async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> N
     gateway = Gateway(config)
     gateway.keys.refresh()
     runners = [
-        web.AppRunner(gateway.api_app(), access_log=None),
-        web.AppRunner(gateway.ops_app(), access_log=None),
+        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30),
+        web.AppRunner(gateway.ops_app(), access_log=None, shutdown_timeout=30),
     ]
     for runner, listen in zip(runners, (port, ops_port), strict=True):
         await runner.setup()
-        await web.TCPSite(runner, host, listen, shutdown_timeout=30).start()
+        await web.TCPSite(runner, host, listen).start()
     log.info(
         "OpenAI API on %s:%d, metrics on :%d; models: %s", host, port, ops_port, ", ".join(gateway.models)
     )
