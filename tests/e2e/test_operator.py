@@ -300,3 +300,18 @@ def test_restart_after_kill_does_no_duplicate_work(cluster: Cluster) -> None:
     writes = [c for c in cluster.calls(since=mark) if c.write and c.resource != "events"]
     assert writes == [], "a restarted operator with nothing changed writes nothing"
     assert cluster.operator.http("/healthz") == 200
+
+
+def test_spec_api_adds_the_gateway_and_status_url_and_turning_it_off_removes_both(cluster: Cluster) -> None:
+    ns = "e2e-api"
+    api = {"enabled": True, "keySecrets": ["team-a"]}
+    doc = new_codepilot(cluster, ns, **{"spec.api": api})
+    wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
+    assert live_children(cluster, ns) == expected_children(doc)
+    assert {("deployments", "coder-api"), ("services", "coder-api")} <= live_children(cluster, ns)
+    assert cluster.codepilot(ns)["status"]["url"] == f"http://coder-api.{ns}.svc/v1"
+
+    cluster.api.patch("codepilots", ns, "coder", {"spec": {"api": {"enabled": False}}})
+    wait_for("generation 2 reconciled", lambda: reconciled(cluster, ns, generation=2))
+    wait_for("the gateway pruned", lambda: ("deployments", "coder-api") not in live_children(cluster, ns))
+    assert "url" not in cluster.codepilot(ns)["status"]

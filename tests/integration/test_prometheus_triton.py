@@ -8,13 +8,12 @@ Triton's own metrics, and the rendered recording and alerting rules, loaded into
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytest
 import tritonclient.http as triton_http
-from tritonclient.utils import InferenceServerException
 
 from codepilot_operator.api import CodePilot, ScalingSignal
 from codepilot_operator.render import render
@@ -23,7 +22,7 @@ from codepilot_operator.render.served import served_versions
 from codepilot_operator.render.servicemonitor import meta_pod_label
 from codepilot_operator.render.signals import SIGNALS
 from tests.fixtures.prometheus import PrometheusServer, servicemonitor_scrape_config
-from tests.fixtures.triton import FAIL_PREFIX, TritonServer
+from tests.fixtures.triton import FAIL_PREFIX, GenerateFailed, TritonServer, generate
 from tests.rules_support import write_rule_files
 
 GOOD_REQUESTS = 48
@@ -43,30 +42,23 @@ class Traffic:
     mean_queue: float
 
 
-def _inputs(prompt: str) -> list[triton_http.InferInput]:
-    text = triton_http.InferInput("text_input", [1, 1], "BYTES")
-    text.set_data_from_numpy(np.array([[prompt.encode()]], dtype=np.object_))
-    limit = triton_http.InferInput("max_tokens", [1, 1], "INT32")
-    limit.set_data_from_numpy(np.array([[32]], dtype=np.int32))
-    return [text, limit]
-
-
-def _succeeded(request: Any) -> bool:
+def _succeeded(request: Future[Any]) -> bool:
     try:
-        request.get_result()
-    except InferenceServerException:
+        request.result()
+    except GenerateFailed:
         return False
     return True
 
 
 def send_traffic(server: TritonServer) -> Traffic:
-    """All requests at once over CONCURRENCY connections (tritonclient.http's own async API)."""
-    client = triton_http.InferenceServerClient(server.http_url, concurrency=CONCURRENCY)
-    pending = [client.async_infer(server.model, _inputs(f"def f{i}(x):")) for i in range(GOOD_REQUESTS)]
-    outcomes = [_succeeded(request) for request in pending]
-    # One at a time: a failing prompt fails its whole batch, which must hold no good request.
-    for i in range(FAILED_REQUESTS):
-        outcomes.append(_succeeded(client.async_infer(server.model, _inputs(f"{FAIL_PREFIX} {i}"))))
+    """All requests at once over CONCURRENCY connections, through Triton's generate endpoint."""
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        pending = [pool.submit(generate, server, f"def f{i}(x):") for i in range(GOOD_REQUESTS)]
+        outcomes = [_succeeded(request) for request in pending]
+        # One at a time: a failing prompt fails its whole batch, which must hold no good request.
+        for i in range(FAILED_REQUESTS):
+            outcomes.append(_succeeded(pool.submit(generate, server, f"{FAIL_PREFIX} {i}")))
+    client = triton_http.InferenceServerClient(server.http_url)
     (stats,) = client.get_inference_statistics(server.model)["model_stats"]
     client.close()
     success = stats["inference_stats"]["success"]

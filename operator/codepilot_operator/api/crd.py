@@ -28,6 +28,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Canary", "type": "string", "jsonPath": ".status.canaryVersion"},
     {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "URL", "type": "string", "jsonPath": ".status.url"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

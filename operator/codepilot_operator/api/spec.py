@@ -514,6 +514,49 @@ class AlertsSpec(SpecModel):
     )
 
 
+class ApiSpec(SpecModel):
+    """The OpenAI-compatible endpoint in front of Triton (docs/api-endpoint.md): a gateway Deployment
+    with per-team keys, limits, a queue and usage metrics. Each gateway replica enforces the limits on
+    its own."""
+
+    enabled: Bool = Field(default=False, description="Render the gateway and write status.url.")
+    key_secrets: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=64,
+        description=(
+            "Secrets, one per team, holding `api-key` (and optionally `requests-per-minute`, "
+            "`tokens-per-minute`); the Secret's name is the team in metrics. Changes apply without restart."
+        ),
+    )
+    requests_per_minute: Annotated[Int, Field(ge=0, le=1_000_000)] = Field(
+        default=60, description="Requests per minute per key unless its Secret says otherwise; 0: no limit."
+    )
+    tokens_per_minute: Annotated[Int, Field(ge=0, le=1_000_000_000)] = Field(
+        default=0, description="Prompt + completion tokens per minute per key; 0: no limit."
+    )
+    max_concurrency: Annotated[Int, Field(ge=1, le=4096)] = Field(
+        default=8, description="Requests sent to Triton at once; more wait in a queue."
+    )
+    max_queue: Annotated[Int, Field(ge=0, le=100_000)] = Field(
+        default=64, description="Requests that may wait; beyond, 503 with Retry-After."
+    )
+    queue_timeout: Duration = Field(default="30s", description="Longest wait in the queue before a 503.")
+    gateway_url: Annotated[str, Field(max_length=512, pattern=r"^https?://[^\s/@]+(:[0-9]+)?/?$")] | None = (
+        Field(
+            default=None,
+            alias="gatewayURL",
+            description=(
+                "Where the Gateway of spec.rollout.traffic.gateway listens (required with it): requests go "
+                "through the HTTPRoute so its weights apply."
+            ),
+        )
+    )
+    replicas: Annotated[Int, Field(ge=1, le=100)] = Field(default=1, description="Gateway replicas.")
+    image: Image = Field(
+        default=DEFAULT_FETCHER_IMAGE, description="Image of the gateway (the operator's own image)."
+    )
+
+
 class CodePilotSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
@@ -525,6 +568,18 @@ class CodePilotSpec(SpecModel):
                 "self.rollout.traffic.maxSurge >= 1 || self.autoscaling.minReplicas >= 2",
                 "rollout.traffic.maxSurge 0 needs autoscaling.minReplicas >= 2",
             ),
+            (
+                "!self.api.enabled || !has(self.rollout.traffic.gateway) || has(self.api.gatewayURL)",
+                "api.gatewayURL is required with rollout.traffic.gateway",
+            ),
+            (
+                "!self.api.enabled || self.model.backend != 'onnxruntime'",
+                "api needs a text model: backend python or tensorrtllm",
+            ),
+            (
+                "!self.api.enabled || self.model.version != 'api'",
+                "model.version 'api' would name its Deployment and Service like the API gateway's",
+            ),
         )
     )
 
@@ -533,6 +588,7 @@ class CodePilotSpec(SpecModel):
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
+    api: ApiSpec = Field(default_factory=ApiSpec)
 
     @model_validator(mode="after")
     def _trtllm_needs_gpu(self) -> Self:
@@ -549,12 +605,39 @@ class CodePilotSpec(SpecModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _api_needs_text(self) -> Self:
+        if self.api.enabled and self.model.backend is Backend.ONNXRUNTIME:
+            raise ValueError(
+                "api needs a text model: backend python or tensorrtllm (onnxruntime has no text contract)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _api_name_is_free(self) -> Self:
+        # Per-version children are named <name>-<version>, the gateway's <name>-api: they would collide.
+        if self.api.enabled and self.model.version == "api":
+            raise ValueError(
+                "model.version 'api' would name its Deployment and Service like the API gateway's"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _api_through_the_route(self) -> Self:
+        if self.api.enabled and self.rollout.traffic.gateway is not None and self.api.gateway_url is None:
+            raise ValueError(
+                "api.gatewayURL is required with rollout.traffic.gateway: the endpoint must send requests "
+                "through the HTTPRoute, or canary weights would not apply to them"
+            )
+        return self
+
 
 __all__ = [
     "DNS1123_SUBDOMAIN_PATTERN",
     "ABTestSpec",
     "AlertsSpec",
     "AnalysisSpec",
+    "ApiSpec",
     "AutoscalingSpec",
     "Backend",
     "CodePilotSpec",

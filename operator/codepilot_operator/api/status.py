@@ -169,3 +169,4 @@ class CodePilotStatus(StatusModel):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     rollout: RolloutStatus | None = None
+    url: str | None = None  # base URL of the OpenAI-compatible endpoint (spec.api), for SDKs and editors

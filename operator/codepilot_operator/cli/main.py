@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from codepilot_operator.cli import offline, rollout, run, snapshots
+from codepilot_operator.cli import gateway, offline, rollout, run, snapshots
 from codepilot_operator.cli.support import EXIT_INVALID, UsageError, print_problems
 
 Handler = Callable[[argparse.Namespace], int]
-COMMAND_GROUPS = (offline, run, snapshots, rollout)
+COMMAND_GROUPS = (offline, run, snapshots, rollout, gateway)
 
 
 def build_parser() -> argparse.ArgumentParser:

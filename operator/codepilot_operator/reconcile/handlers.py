@@ -37,6 +37,7 @@ from codepilot_operator.reconcile.report import StatusSink, client_sink, write_s
 from codepilot_operator.reconcile.scheduler import Job, Scheduler
 from codepilot_operator.reconcile.status import serving_conditions, waiting_for_pods
 from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.render.gateway import api_url
 from codepilot_operator.rollout.tracks import next_tracks
 
 DEFAULT_DRIFT_INTERVAL = 60.0
@@ -172,6 +173,7 @@ async def _report_result(
     new = result.served[-1].version if result.served else cp.spec.model.version
     ready = {r.name: r.ready for r in result.readiness}
     extra = next_tracks(cp, result.served, bool(ready.get(deployment_name(cp, new))), pins)
+    extra["url"] = api_url(cp)
     return await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from codepilot_operator.api import CodePilot
 from codepilot_operator.render.configmap import model_config_map
 from codepilot_operator.render.deployment import deployment
+from codepilot_operator.render.gateway import gateway_objects
 from codepilot_operator.render.monitoring import autoscaler, monitoring_objects
 from codepilot_operator.render.pdb import pod_disruption_budget
 from codepilot_operator.render.route import route_objects
@@ -39,4 +40,5 @@ def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dic
     objects.extend(route_objects(cp, versions))
     objects.append(pod_disruption_budget(cp))
     objects.extend(monitoring_objects(cp, versions))
+    objects.extend(gateway_objects(cp))
     return objects

@@ -14,11 +14,11 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
-from codepilot_operator.render.configmap import CONFIG_KEY, config_map_name, model_config_map
+from codepilot_operator.render.configmap import CONFIG_KEY, composing_key, config_map_name, model_config_map
 from codepilot_operator.render.fetcher import fetch_init_container
 from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
-from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, model_dir
+from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, composing_configs, model_dir
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -104,6 +104,15 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
                 "subPath": CONFIG_KEY,
                 "readOnly": True,
             },
+            *(
+                {
+                    "name": "model-config",
+                    "mountPath": f"{MODEL_REPOSITORY}/{name}/{CONFIG_KEY}",
+                    "subPath": composing_key(name),
+                    "readOnly": True,
+                }
+                for name in composing_configs(cp)
+            ),
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "tmp", "mountPath": "/tmp"},
         ],

@@ -1,0 +1,160 @@
+"""Triton's generate endpoints, spoken with the text contract (api/endpoint.py).
+
+``/v2/models/<m>/generate`` for one answer, ``/generate_stream`` for one server-sent event per
+response of a decoupled model. Failures become two kinds a caller can act on: the model cannot be
+reached or is not loaded (:class:`TritonUnavailable`: the gateway answers 503), or Triton refused or
+failed the request (:class:`TritonRequestError`, with Triton's status and message).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from codepilot_operator.api.endpoint import (
+    COMPLETION_TOKENS,
+    MAX_TOKENS,
+    PROMPT_TOKENS,
+    STREAM,
+    SUFFIX,
+    TEXT_INPUT,
+    TEXT_OUTPUT,
+)
+
+
+class TritonUnavailable(RuntimeError):
+    """Nothing answered, or the model is not loaded/ready: retrying later may work."""
+
+
+class TritonRequestError(RuntimeError):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One response of the model: its text and the token counts so far."""
+
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    prompt: str
+    max_tokens: int
+    suffix: str | None = None
+    parameters: Mapping[str, float | int | str | bool] | None = None  # sampling settings, passed through
+
+
+def _payload(request: TextRequest, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = dict(request.parameters or {})
+    body.update({TEXT_INPUT: request.prompt, MAX_TOKENS: request.max_tokens, STREAM: stream})
+    if request.suffix is not None:
+        body[SUFFIX] = request.suffix
+    return body
+
+
+def _count(doc: Mapping[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if isinstance(value, list):  # a [1] tensor may come back as a list
+        value = value[0] if value else None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def parse_piece(doc: Any) -> Piece:
+    if not isinstance(doc, dict):
+        raise TritonRequestError(502, "Triton answered something that is not a JSON object")
+    if "error" in doc:
+        raise TritonRequestError(400, str(doc["error"]))
+    text = doc.get(TEXT_OUTPUT, "")
+    if isinstance(text, list):
+        text = "".join(str(t) for t in text)
+    return Piece(str(text), _count(doc, PROMPT_TOKENS), _count(doc, COMPLETION_TOKENS))
+
+
+_UNAVAILABLE_HINTS = ("unknown model", "not ready", "unavailable", "no available versions", "not found")
+
+
+def _failure(status: int, body: bytes) -> Exception:
+    try:
+        message = str(json.loads(body).get("error", ""))
+    except (ValueError, AttributeError):
+        message = body.decode(errors="replace")[:300]
+    if status in (404, 502, 503, 504) or any(h in message.lower() for h in _UNAVAILABLE_HINTS):
+        return TritonUnavailable(f"model unavailable (Triton HTTP {status}): {message}")
+    return TritonRequestError(status, message or f"Triton HTTP {status}")
+
+
+class TritonClient:
+    """One pooled HTTP session per upstream: keep-alive connections are what keeps added latency low."""
+
+    def __init__(self, base_url: str, host: str | None = None, timeout: float = 300.0, connections: int = 64):
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Host": host} if host else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=5)
+        self._connector_limit = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._connector_limit, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _url(self, model: str, endpoint: str) -> str:
+        return f"{self.base_url}/v2/models/{model}/{endpoint}"
+
+    async def generate(self, model: str, request: TextRequest) -> Piece:
+        try:
+            async with self._http().post(self._url(model, "generate"), json=_payload(request, False)) as r:
+                body = await r.read()
+                if r.status != 200:
+                    raise _failure(r.status, body)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise TritonUnavailable(
+                f"Triton at {self.base_url} unreachable: {exc or type(exc).__name__}"
+            ) from None
+        try:
+            return parse_piece(json.loads(body))
+        except ValueError:
+            raise TritonRequestError(502, "Triton answered invalid JSON") from None
+
+    async def stream(self, model: str, request: TextRequest) -> AsyncGenerator[Piece, None]:
+        """Pieces as Triton sends them; the connection closes (cancelling upstream) when the caller stops."""
+        url = self._url(model, "generate_stream")
+        try:
+            async with self._http().post(url, json=_payload(request, True)) as r:
+                if r.status != 200:
+                    raise _failure(r.status, await r.read())
+                async for line in r.content:
+                    if not line.startswith(b"data:"):
+                        continue
+                    try:
+                        doc = json.loads(line[5:])
+                    except ValueError:
+                        raise TritonRequestError(502, "Triton sent an event that is not JSON") from None
+                    yield parse_piece(doc)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise TritonUnavailable(
+                f"Triton at {self.base_url} unreachable: {exc or type(exc).__name__}"
+            ) from None
+
+    async def ready(self, model: str) -> bool:
+        try:
+            async with self._http().get(f"{self.base_url}/v2/models/{model}/ready") as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False

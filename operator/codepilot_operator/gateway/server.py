@@ -1,0 +1,368 @@
+"""The gateway process: OpenAI routes on one port, /metrics and probes on another.
+
+A request goes: key -> team (401) -> request checks (400/404) -> the team's rate limits (429 with
+Retry-After) -> the model's concurrency slot (queues; 503 when the queue is full) -> Triton (503 when
+it cannot be reached). A streamed answer starts only once the model sent its first piece, so a
+failure before that is still a plain HTTP error a client can act on, not a broken event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from codepilot_operator.api.endpoint import GatewayConfig, GatewayModel
+from codepilot_operator.clients.triton import (
+    Piece,
+    TextRequest,
+    TritonClient,
+    TritonRequestError,
+    TritonUnavailable,
+)
+from codepilot_operator.gateway import metrics, protocol
+from codepilot_operator.gateway.keys import KeyStore, Team
+from codepilot_operator.gateway.limits import RateLimiter
+from codepilot_operator.gateway.protocol import ApiError, Generation
+from codepilot_operator.gateway.queue import ModelQueue, Overloaded
+from codepilot_operator.gateway.stop import StopScanner
+
+log = logging.getLogger(__name__)
+TEAM_KEY = "codepilot.team"
+NO_TEAM = ""
+
+
+@dataclass
+class Served:
+    config: GatewayModel
+    queue: ModelQueue
+    triton: TritonClient
+
+
+@dataclass
+class Outcome:
+    """What a request cost, for limits and metrics, whatever way it ended."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, piece: Piece) -> None:
+        """Each response counts its own completion tokens; the prompt is the same in every one."""
+        if piece.prompt_tokens is not None:
+            self.prompt_tokens = piece.prompt_tokens
+        if piece.completion_tokens is not None:
+            self.completion_tokens += piece.completion_tokens
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        return self.prompt_tokens, self.completion_tokens
+
+
+def _error_response(error: ApiError) -> web.Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return web.json_response(error.body(), status=error.status, headers=headers)
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, clock: Callable[[], float] = time.monotonic):
+        self.config, self.clock = config, clock
+        self.keys = KeyStore(Path(config.keys_dir))
+        self.limiter = RateLimiter()
+        self.models = {
+            m.name: Served(
+                m,
+                ModelQueue(m.max_concurrency, m.max_queue, m.queue_timeout_seconds),
+                TritonClient(
+                    m.upstream, m.host, config.request_timeout_seconds, connections=m.max_concurrency
+                ),
+            )
+            for m in config.models
+        }
+        self.caps = {name: served.config.max_tokens for name, served in self.models.items()}
+        self.created = int(time.time())
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def api_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024)
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/completions", self._endpoint("completions", protocol.completion_request))
+        app.router.add_post("/v1/chat/completions", self._endpoint("chat", protocol.chat_request))
+        app.on_cleanup.append(self._close)
+        return app
+
+    def ops_app(self) -> web.Application:
+        async def metrics_page(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def ok(_: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics_page)
+        app.router.add_get("/healthz", ok)
+        app.router.add_get("/readyz", ok)
+        return app
+
+    async def _close(self, _: web.Application) -> None:
+        await asyncio.gather(*(served.triton.close() for served in self.models.values()))
+
+    async def refresh_keys(self) -> None:
+        while True:
+            try:
+                self.keys.refresh()
+            except OSError as exc:
+                log.warning("API keys not re-read: %s", exc)
+            await asyncio.sleep(self.config.keys_refresh_seconds)
+
+    @web.middleware
+    async def _authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        team = self.keys.team(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        if team is None:
+            metrics.REQUESTS.labels(NO_TEAM, "", request.path, "401").inc()
+            return _error_response(
+                ApiError(
+                    401,
+                    "missing or unknown API key (send Authorization: Bearer <key>)",
+                    type="invalid_request_error",
+                    code="invalid_api_key",
+                )
+            )
+        request[TEAM_KEY] = team
+        return await handler(request)
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return web.json_response(protocol.models_list(sorted(self.models), self.created))
+
+    def _endpoint(
+        self, endpoint: str, parse: Callable[[object, dict[str, int]], Generation]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            started = self.clock()
+            team: Team = request[TEAM_KEY]  # set by _authenticate
+            model, code = "", "200"
+            try:
+                try:
+                    body = await request.json()
+                except ValueError:
+                    raise ApiError(400, "the request body is not valid JSON") from None
+                generation = parse(body, self.caps)
+                model = generation.model
+                return await self._serve(request, team, generation, started)
+            except ApiError as exc:
+                code = str(exc.status)
+                if exc.status == 429:
+                    metrics.RATE_LIMITED.labels(team.name, model, exc.type).inc()
+                return _error_response(exc)
+            finally:
+                metrics.REQUESTS.labels(team.name, model, endpoint, code).inc()
+                if model:
+                    metrics.DURATION.labels(team.name, model).observe(self.clock() - started)
+
+        return handle
+
+    def _admit(self, team: Team, model: str) -> None:
+        rpm = (
+            team.requests_per_minute
+            if team.requests_per_minute is not None
+            else self.config.requests_per_minute
+        )
+        tpm = team.tokens_per_minute if team.tokens_per_minute is not None else self.config.tokens_per_minute
+        refusal = self.limiter.admit(team.name, rpm, tpm, self.clock())
+        if refusal is not None:
+            raise ApiError(
+                429,
+                f"rate limit of {refusal.per_minute} {refusal.limit} per minute reached for team "
+                f"{team.name}: retry in {math.ceil(refusal.retry_after)}s",
+                type=refusal.limit,  # OpenAI's types for these: "requests" or "tokens"
+                code="rate_limit_exceeded",
+                retry_after=refusal.retry_after,
+            )
+
+    async def _serve(
+        self, request: web.Request, team: Team, generation: Generation, started: float
+    ) -> web.StreamResponse:
+        served = self.models[generation.model]
+        if generation.suffix is not None and not served.config.supports_suffix:
+            raise protocol.invalid(
+                "suffix", f"model {generation.model} does not take a suffix (fill-in-the-middle)"
+            )
+        self._admit(team, generation.model)
+        outcome = Outcome()
+        queued = self.clock()
+        labels = (generation.model,)
+        metrics.QUEUED.labels(*labels).inc()
+        try:
+            async with served.queue.slot():
+                metrics.QUEUED.labels(*labels).dec()
+                metrics.QUEUE_WAIT.labels(*labels).observe(self.clock() - queued)
+                metrics.IN_FLIGHT.labels(*labels).inc()
+                try:
+                    if generation.stream:
+                        return await self._stream(request, team, served, generation, outcome, started)
+                    return await self._whole(served, generation, outcome)
+                finally:
+                    metrics.IN_FLIGHT.labels(*labels).dec()
+                    self._spent(team, generation.model, outcome)
+        except Overloaded as exc:
+            metrics.QUEUED.labels(*labels).dec()
+            raise ApiError(
+                503,
+                f"model {generation.model} is busy: {exc}",
+                type="server_error",
+                code="overloaded",
+                retry_after=exc.retry_after,
+            ) from None
+        except TritonUnavailable as exc:
+            raise ApiError(
+                503, str(exc), type="server_error", code="model_unavailable", retry_after=5
+            ) from None
+        except TritonRequestError as exc:
+            status = 400 if 400 <= exc.status < 500 else 502
+            raise ApiError(
+                status,
+                f"the model refused the request: {exc}",
+                type="invalid_request_error" if status == 400 else "server_error",
+                code="model_error",
+            ) from None
+
+    def _spent(self, team: Team, model: str, outcome: Outcome) -> None:
+        total = outcome.prompt_tokens + outcome.completion_tokens
+        self.limiter.charge(team.name, total, self.clock())
+        metrics.PROMPT_TOKENS.labels(team.name, model).inc(outcome.prompt_tokens)
+        metrics.COMPLETION_TOKENS.labels(team.name, model).inc(outcome.completion_tokens)
+
+    def _text_request(self, generation: Generation) -> TextRequest:
+        return TextRequest(generation.prompt, generation.max_tokens, generation.suffix, generation.parameters)
+
+    async def _whole(self, served: Served, generation: Generation, outcome: Outcome) -> web.Response:
+        piece = await served.triton.generate(served.config.triton_model, self._text_request(generation))
+        outcome.add(piece)
+        scanner = StopScanner(generation.stop)
+        text = scanner.feed(piece.text) + scanner.flush()
+        reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
+        doc = protocol.answer(generation, protocol.new_id(generation), text, reason, outcome.counts)
+        return web.json_response(doc, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+
+    async def _stream(
+        self,
+        request: web.Request,
+        team: Team,
+        served: Served,
+        generation: Generation,
+        outcome: Outcome,
+        started: float,
+    ) -> web.StreamResponse:
+        pieces = served.triton.stream(served.config.triton_model, self._text_request(generation))
+        try:
+            first = await anext(pieces, None)  # errors before this point are plain HTTP errors
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Accel-Buffering": "no",
+                }
+            )
+            await response.prepare(request)
+            metrics.FIRST_TOKEN.labels(team.name, generation.model).observe(self.clock() - started)
+            await self._relay(response, generation, first, pieces, outcome)
+            await response.write_eof()
+            return response
+        finally:
+            await pieces.aclose()  # closes the connection to Triton, which cancels the generation
+
+    async def _relay(
+        self,
+        response: web.StreamResponse,
+        generation: Generation,
+        first: Piece | None,
+        pieces: AsyncIterator[Piece],
+        outcome: Outcome,
+    ) -> None:
+        answer_id, created = protocol.new_id(generation), int(time.time())
+        scanner = StopScanner(generation.stop)
+        encode = protocol.text_events(generation, answer_id, created)
+        sent_first = False
+
+        async def send(text: str) -> None:
+            nonlocal sent_first
+            if sent_first and text:
+                await response.write(encode(text))
+            elif not sent_first:
+                await response.write(
+                    protocol.event(protocol.chunk(generation, answer_id, created, text, first=True))
+                )
+                sent_first = True
+
+        try:
+            piece = first
+            while piece is not None and not scanner.stopped:
+                outcome.add(piece)
+                await send(scanner.feed(piece.text))
+                if scanner.stopped:
+                    break
+                piece = await anext(pieces, None)
+            await send(scanner.flush())
+        except (TritonUnavailable, TritonRequestError) as exc:
+            error = ApiError(
+                502, f"the model failed while answering: {exc}", type="server_error", code="model_error"
+            )
+            await response.write(protocol.event(error.body()))
+            return
+        reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
+        last = protocol.chunk(generation, answer_id, created, "", reason)
+        if generation.include_usage:
+            await response.write(protocol.event(last))
+            await response.write(
+                protocol.event(protocol.usage_chunk(generation, answer_id, created, outcome.counts))
+            )
+        else:
+            # Usage on every answer, also for clients that did not ask for the separate usage event.
+            await response.write(protocol.event({**last, "usage": protocol.usage(*outcome.counts)}))
+        await response.write(b"data: [DONE]\n\n")
+
+
+async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> None:
+    """Run until SIGTERM/SIGINT; in-flight requests get a grace period (aiohttp's shutdown_timeout)."""
+    gateway = Gateway(config)
+    gateway.keys.refresh()
+    runners = [
+        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30),
+        web.AppRunner(gateway.ops_app(), access_log=None, shutdown_timeout=30),
+    ]
+    for runner, listen in zip(runners, (port, ops_port), strict=True):
+        await runner.setup()
+        await web.TCPSite(runner, host, listen).start()
+    log.info(
+        "OpenAI API on %s:%d, metrics on :%d; models: %s", host, port, ops_port, ", ".join(gateway.models)
+    )
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    refresher = asyncio.create_task(gateway.refresh_keys())
+    try:
+        await stopped.wait()
+    finally:
+        refresher.cancel()
+        for runner in runners:
+            await runner.cleanup()

@@ -1,0 +1,330 @@
+"""The OpenAI-compatible endpoint end to end: the official openai SDK -> the gateway process (its
+rendered configuration) -> a real Triton running the rendered python-backend config and a decoupled
+text model that streams one response per token (tests/fixtures/triton_model/model.py).
+
+Two CodePilots, each with its own gateway as the operator renders them, share one Triton (standing in
+for their two entry Services). Every test uses keys of its own so limits never leak between tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from codepilot_operator.api import CodePilot
+from codepilot_operator.loader import parse_codepilot
+from tests.fixtures.gateway import GatewayProcess, local_config, start_gateway, write_key
+from tests.fixtures.rollout_lab import set_behaviour
+from tests.fixtures.triton import TritonServer, start_triton
+from tests.fixtures.triton_model.model import completion, tokens
+
+MAX_TOKENS = 64
+KEY_SECRETS = ["team-a", "team-b", "team-rpm", "team-rpm-other", "team-tpm", "team-burst", "team-chat"]
+
+
+def _codepilot(name: str, model: str, **api: Any) -> CodePilot:
+    return parse_codepilot(
+        {
+            "apiVersion": "serving.codepilot.dev/v1alpha1",
+            "kind": "CodePilot",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {
+                "model": {
+                    "name": model,
+                    "version": "v1",
+                    "backend": "python",
+                    "source": {"uri": f"s3://models/{model}/v1", "endpoint": "http://minio:9000"},
+                },
+                "runtime": {"gpus": 0, "maxTokens": MAX_TOKENS, "maxBatchSize": 4},
+                "api": {"enabled": True, "keySecrets": KEY_SECRETS, "requestsPerMinute": 600, **api},
+            },
+        }
+    )
+
+
+@dataclass
+class Lab:
+    triton: TritonServer
+    coder: GatewayProcess  # CodePilot "coder", Triton model starcoder_api
+    reviewer: GatewayProcess  # CodePilot "reviewer", Triton model codellama_api
+    keys: Path
+
+    def client(self, key: str, gateway: GatewayProcess | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=(gateway or self.coder).base_url, api_key=key, max_retries=0)
+
+    def async_client(self, key: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.coder.base_url, api_key=key, max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    workdir = Path(tempfile.mkdtemp(prefix="codepilot-api-"))
+    coder = _codepilot("coder", "starcoder_api", maxConcurrency=2, maxQueue=4, queueTimeout="20s")
+    reviewer = _codepilot("reviewer", "codellama_api")
+    keys = workdir / "keys"
+    write_key(keys, "team-a", "sk-team-a")
+    write_key(keys, "team-b", "sk-team-b")
+    write_key(keys, "team-rpm", "sk-team-rpm", requests_per_minute=3)
+    write_key(keys, "team-rpm-other", "sk-team-rpm-other", requests_per_minute=3)
+    write_key(keys, "team-tpm", "sk-team-tpm", tokens_per_minute=20)
+    write_key(keys, "team-burst", "sk-team-burst")
+    write_key(keys, "team-chat", "sk-team-chat")
+    triton = start_triton(coder, workdir / "triton", also=[reviewer])
+    gateways: list[GatewayProcess] = []
+    try:
+        for cp in (coder, reviewer):
+            gateways.append(start_gateway(local_config(cp, triton, keys), workdir / cp.metadata.name))
+        yield Lab(triton, gateways[0], gateways[1], keys)
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        triton.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def expected(model: str, suffix: str = "", max_tokens: int = MAX_TOKENS) -> str:
+    return "".join(tokens(completion(model, suffix))[:max_tokens])
+
+
+def test_completion_has_the_models_text_and_usage(lab: Lab) -> None:
+    answer = lab.client("sk-team-a").completions.create(model="coder", prompt="def add(a, b):", max_tokens=32)
+    assert answer.model == "coder"
+    assert answer.choices[0].text == expected("starcoder_api")
+    assert answer.choices[0].finish_reason == "stop"
+    assert answer.usage is not None
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (
+        3,
+        len(tokens(expected("starcoder_api"))),
+    )
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+
+
+def test_fill_in_the_middle_passes_the_suffix_to_the_model(lab: Lab) -> None:
+    prompt, suffix = "def add(a, b):\n    ", "\n\nprint(add(1, 2))"
+    answer = lab.client("sk-team-a").completions.create(
+        model="coder", prompt=prompt, suffix=suffix, max_tokens=32
+    )
+    assert answer.choices[0].text == expected("starcoder_api", suffix)
+    assert "before print(add(1, 2))" in answer.choices[0].text
+    assert answer.usage is not None
+    assert answer.usage.prompt_tokens == len(tokens(prompt)) + len(tokens(suffix))  # the suffix is prompt too
+
+
+def test_max_tokens_cuts_the_answer_with_finish_reason_length(lab: Lab) -> None:
+    answer = lab.client("sk-team-a").completions.create(model="coder", prompt="x = ", max_tokens=2)
+    assert answer.choices[0].text == expected("starcoder_api", max_tokens=2)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage is not None and answer.usage.completion_tokens == 2
+
+
+def test_more_than_max_tokens_is_a_clear_400(lab: Lab) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        lab.client("sk-team-a").completions.create(model="coder", prompt="x", max_tokens=MAX_TOKENS + 1)
+    assert caught.value.status_code == 400
+    assert f"more than this model allows per request ({MAX_TOKENS}" in caught.value.message
+
+
+def test_chat_answers_as_the_assistant_with_usage(lab: Lab) -> None:
+    answer = lab.client("sk-team-chat").chat.completions.create(
+        model="coder",
+        messages=[
+            {"role": "system", "content": "You write Python."},
+            {"role": "user", "content": "add two ints"},
+        ],
+        max_tokens=16,
+    )
+    message = answer.choices[0].message
+    assert message.role == "assistant" and message.content == expected("starcoder_api", max_tokens=16)
+    assert answer.usage is not None and answer.usage.completion_tokens == len(tokens(message.content))
+    assert answer.usage.prompt_tokens > 0
+
+
+def test_streaming_arrives_chunk_by_chunk_with_usage(lab: Lab) -> None:
+    stream = lab.client("sk-team-a").completions.create(
+        model="coder",
+        prompt="def add(a, b):",
+        max_tokens=32,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    texts = [c.choices[0].text for c in chunks if c.choices and c.choices[0].text]
+    assert texts == tokens(expected("starcoder_api"))  # one event per token the model streamed
+    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finals == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (3, len(texts))
+
+
+def test_streamed_chat_without_include_usage_still_reports_usage(lab: Lab) -> None:
+    stream = lab.client("sk-team-chat").chat.completions.create(
+        model="coder", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected("starcoder_api", max_tokens=4)
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+
+
+def test_a_wrong_key_is_401(lab: Lab) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        lab.client("sk-not-a-key").completions.create(model="coder", prompt="x", max_tokens=2)
+    assert caught.value.status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        lab.client("sk-not-a-key").models.list()
+
+
+def test_a_key_added_to_its_secret_works_without_restart(lab: Lab) -> None:
+    client = lab.client("sk-late-team")
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+    write_key(lab.keys, "team-late", "sk-late-team")
+    for _ in range(100):  # the gateway re-reads the mounted Secrets every 0.2 s here
+        try:
+            assert [m.id for m in client.models.list()] == ["coder"]
+            break
+        except openai.AuthenticationError:
+            asyncio.run(asyncio.sleep(0.1))
+    else:
+        raise AssertionError("the new key was never accepted")
+    shutil.rmtree(lab.keys / "team-late")
+
+
+def _status_codes(client: openai.OpenAI, count: int) -> list[tuple[int, str | None]]:
+    codes = []
+    for _ in range(count):
+        try:
+            raw = client.completions.with_raw_response.create(model="coder", prompt="x", max_tokens=2)
+            codes.append((raw.http_response.status_code, None))
+        except openai.RateLimitError as exc:
+            codes.append((exc.status_code, exc.response.headers.get("retry-after")))
+    return codes
+
+
+def test_past_the_rate_limit_is_429_with_retry_after_and_other_keys_are_unaffected(lab: Lab) -> None:
+    codes = _status_codes(lab.client("sk-team-rpm"), 5)
+    assert [c for c, _ in codes] == [200, 200, 200, 429, 429]
+    retry_after = codes[3][1]
+    assert retry_after is not None and 1 <= int(retry_after) <= 20  # one request back after 60/3 s
+    # the limit is per key: another key with the same limit, and the default, still get answers
+    assert [c for c, _ in _status_codes(lab.client("sk-team-rpm-other"), 3)] == [200, 200, 200]
+    assert [c for c, _ in _status_codes(lab.client("sk-team-b"), 3)] == [200, 200, 200]
+
+
+def test_tokens_per_minute_limit_counts_the_models_tokens(lab: Lab) -> None:
+    client = lab.client("sk-team-tpm")  # 20 tokens per minute
+    first = client.completions.create(model="coder", prompt="a b c d e f g h", max_tokens=6)
+    assert first.usage is not None and first.usage.total_tokens == 8 + 6
+    second = client.completions.create(model="coder", prompt="a b", max_tokens=6)  # 6 left: admitted
+    assert second.usage is not None and second.usage.total_tokens == 2 + 6  # now 2 tokens in debt
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.completions.create(model="coder", prompt="a", max_tokens=1)
+    assert "20 tokens per minute" in caught.value.message
+    assert int(caught.value.response.headers["retry-after"]) >= 1
+
+
+def test_models_lists_each_codepilot_and_requests_go_to_its_model(lab: Lab) -> None:
+    assert [m.id for m in lab.client("sk-team-a").models.list()] == ["coder"]
+    assert [m.id for m in lab.client("sk-team-a", lab.reviewer).models.list()] == ["reviewer"]
+    answer = lab.client("sk-team-a", lab.reviewer).completions.create(
+        model="reviewer", prompt="x", max_tokens=32
+    )
+    assert answer.choices[0].text == expected("codellama_api")
+    with pytest.raises(openai.NotFoundError) as caught:
+        lab.client("sk-team-a").completions.create(model="reviewer", prompt="x", max_tokens=2)
+    assert caught.value.code == "model_not_found"
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_usage_per_team_and_model_is_in_prometheus_metrics(lab: Lab) -> None:
+    before = lab.coder.metrics()
+    answer = lab.client("sk-team-b").completions.create(
+        model="coder", prompt="one two three four", max_tokens=3
+    )
+    after = lab.coder.metrics()
+    assert answer.usage is not None
+    for name, value in (
+        ("codepilot_api_prompt_tokens_total", answer.usage.prompt_tokens),
+        ("codepilot_api_completion_tokens_total", answer.usage.completion_tokens),
+        ("codepilot_api_requests_total", 1),
+        ("codepilot_api_request_duration_seconds_count", 1),
+    ):
+        labels = {"team": "team-b", "model": "coder"}
+        assert _metric(after, name, **labels) - _metric(before, name, **labels) == value, name
+    assert "sk-team-b" not in after  # a key is never a label
+
+
+def test_a_burst_waits_in_the_queue_and_past_the_queue_is_503(lab: Lab) -> None:
+    """maxConcurrency 2, maxQueue 4: of 10 requests at once, 6 are served (4 of them after waiting for a
+    slot) and the rest are refused with 503 and Retry-After before reaching Triton."""
+    set_behaviour(lab.triton, work_seconds=0.5)
+    try:
+        before = lab.coder.metrics()
+
+        async def burst() -> list[int | str]:
+            client = lab.async_client("sk-team-burst")
+
+            async def one() -> int | str:
+                try:
+                    await client.completions.create(model="coder", prompt="x", max_tokens=2)
+                    return 200
+                except openai.APIStatusError as exc:
+                    return f"{exc.status_code} retry-after={exc.response.headers.get('retry-after')}"
+
+            return await asyncio.gather(*(one() for _ in range(10)))
+
+        outcomes = asyncio.run(burst())
+        after = lab.coder.metrics()
+    finally:
+        set_behaviour(lab.triton, work_seconds=0.02)
+    assert outcomes.count(200) >= 6, outcomes
+    assert set(outcomes) - {200} == {"503 retry-after=1"}, outcomes
+    waited = _metric(after, "codepilot_api_queue_wait_seconds_count", model="coder") - _metric(
+        before, "codepilot_api_queue_wait_seconds_count", model="coder"
+    )
+    quick = _metric(after, "codepilot_api_queue_wait_seconds_bucket", model="coder", le="0.1") - _metric(
+        before, "codepilot_api_queue_wait_seconds_bucket", model="coder", le="0.1"
+    )
+    assert waited == outcomes.count(200)
+    assert waited - quick >= 4  # the ones beyond the 2 slots waited for a request to finish
+
+
+def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:
+    """Last in this module on purpose: a separate Triton is stopped, the lab's keeps serving."""
+    cp = _codepilot("lonely", "lonely_api")
+    triton = start_triton(cp, tmp_path / "triton")
+    gateway = start_gateway(local_config(cp, triton, lab.keys), tmp_path / "gateway")
+    try:
+        client = lab.client("sk-team-a", gateway)
+        assert client.completions.create(model="lonely", prompt="x", max_tokens=2).choices[0].text
+        triton.stop()
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as caught:
+                answer = client.completions.create(model="lonely", prompt="x", max_tokens=2, stream=stream)
+                if stream:
+                    list(answer)  # type: ignore[call-overload]
+            assert caught.value.status_code == 503, caught.value
+            assert caught.value.response.headers.get("retry-after") == "5"
+            assert "unreachable" in caught.value.message
+    finally:
+        gateway.stop()
+        triton.stop()
