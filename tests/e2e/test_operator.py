@@ -159,8 +159,10 @@ def test_status_ready_follows_deployments_and_init_container_crash_loop(cluster:
 
 
 def test_version_change_keeps_the_old_version_until_the_new_one_is_ready(cluster: Cluster) -> None:
+    """Immediate: no steps and no analysis (canaries are judged in test_rollout.py), but the new version
+    takes over only once it is Ready."""
     ns = "e2e-version"
-    new_codepilot(cluster, ns)
+    new_codepilot(cluster, ns, **{"spec.rollout.strategy": "Immediate"})
     wait_for("Reconciled=True", lambda: reconciled(cluster, ns))
     assert cluster.codepilot(ns)["status"]["stableVersion"] == "v1"
     cluster.make_ready(ns, "coder-v1")
@@ -185,7 +187,9 @@ def test_version_change_keeps_the_old_version_until_the_new_one_is_ready(cluster
     )
     status = cluster.codepilot(ns)["status"]
     assert (status["stableVersion"], status.get("canaryVersion")) == ("v2", None)
-    v2 = manifest(**{"metadata.namespace": ns, "spec.model.version": "v2"})
+    v2 = manifest(
+        **{"metadata.namespace": ns, "spec.model.version": "v2", "spec.rollout.strategy": "Immediate"}
+    )
     wait_for("children of v2 only", lambda: live_children(cluster, ns) == expected_children(v2))
     deleted = {(c.resource, c.name) for c in cluster.writes(ns, since=mark) if c.verb == "delete"}
     assert ("deployments", "coder-v1") in deleted and ("configmaps", "coder-v1-config") in deleted

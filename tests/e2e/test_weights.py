@@ -116,7 +116,9 @@ def test_version_change_pins_the_new_snapshot_and_rollback_re_pins_the_old(
     upload(client, s3_bucket, "coder/v1", FILES_V1)
     upload(client, s3_bucket, "coder/v2", FILES_V2)
     cluster.api.create("secrets", _secret(ns, s3_server))
-    cluster.api.create("codepilots", _codepilot(ns, s3_bucket, "coder/v1", s3_server, "v1"))
+    doc = _codepilot(ns, s3_bucket, "coder/v1", s3_server, "v1")
+    doc["spec"]["rollout"] = {"strategy": "Immediate"}  # promoted once Ready (no canary analysis here)
+    cluster.api.create("codepilots", doc)
 
     def pinned(version: str) -> str | None:
         """The snapshot status pins for ``version``, on whichever track holds it."""

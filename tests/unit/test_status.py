@@ -170,30 +170,42 @@ def test_events_only_for_transitions_a_human_cares_about() -> None:
     assert [(e.type, e.reason) for e in transitions(ready, invalid)] == [("Warning", "InvalidSpec")]
 
 
-def test_a_new_version_stays_canary_until_its_deployment_is_ready() -> None:
-    from codepilot_operator.render import ServedVersion
-    from codepilot_operator.rollout.tracks import next_tracks
+def test_status_fields_follow_the_rollout_decision() -> None:
+    from codepilot_operator.api.status import RolloutPhase, RolloutStatus
+    from codepilot_operator.rollout.step import Decision
+    from codepilot_operator.rollout.tracks import carried_pins, track_fields
     from tests.helpers import codepilot
 
-    cp = codepilot(**{"spec.model.version": "v2"})
-    served = [ServedVersion("v1", "a" * 64), ServedVersion("v2", "b" * 64)]
     pins = {
         "stableSnapshot": {"version": "v1", "snapshotId": "a" * 64},
         "canarySnapshot": {"version": "v2", "snapshotId": "b" * 64},
     }
+    cp = codepilot(**{"spec.model.version": "v2", "status": {"stableVersion": "v1", **pins}})
+    rolling = RolloutStatus(phase=RolloutPhase.PROGRESSING, version="v2", weight=25, step=0)
+    coming_up = track_fields(cp, Decision(rolling))
+    assert (coming_up["stableVersion"], coming_up["canaryVersion"], coming_up["canaryWeight"]) == (
+        "v1",
+        "v2",
+        25,
+    )
+    assert coming_up["stableTemplate"] is None  # no template recorded yet: stable renders from spec
 
-    coming_up = next_tracks(cp, served, False, pins)
-    assert (coming_up["stableVersion"], coming_up["canaryVersion"]) == ("v1", "v2")
-    assert coming_up["stableSnapshot"]["version"] == "v1"
-
-    promoted = next_tracks(cp, served, True, pins)
-    assert (promoted["stableVersion"], promoted["canaryVersion"]) == ("v2", None)
-    assert promoted["stableSnapshot"] == {"version": "v2", "snapshotId": "b" * 64}
-    assert promoted["canarySnapshot"] is None
+    promoted = track_fields(
+        cp, Decision(rolling.model_copy(update={"phase": RolloutPhase.PROMOTED}), promote=True)
+    )
+    assert (promoted["stableVersion"], promoted["canaryVersion"], promoted["canaryWeight"]) == (
+        "v2",
+        None,
+        None,
+    )
+    assert promoted["stableTemplate"]["model"]["version"] == "v2"  # v2 now serves from the spec it won with
+    moved = carried_pins(cp, promoted=True, canary_served=False)
+    assert moved == {"stableSnapshot": pins["canarySnapshot"], "canarySnapshot": None}
+    assert carried_pins(cp, promoted=False, canary_served=False)["canarySnapshot"] is None  # a rollback
 
     # the first version of a CodePilot is stable at once: there is nothing older to keep serving
-    first = next_tracks(codepilot(), [ServedVersion("v1")], False)
-    assert first == {"stableVersion": "v1", "canaryVersion": None}
+    first = track_fields(codepilot(), None)
+    assert (first["stableVersion"], first["canaryVersion"]) == ("v1", None)
 
 
 def test_an_unexpected_error_is_degraded_with_a_warning_naming_it() -> None:

@@ -45,6 +45,9 @@ class Reason(StrEnum):
     WEIGHTS_VERIFIED = "WeightsVerified"
     ANALYSIS_FAILED = "AnalysisFailed"
     ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    PAUSED = "Paused"
+    STALLED = "Stalled"
     ROLLOUT_IN_PROGRESS = "RolloutInProgress"
     AS_EXPECTED = "AsExpected"
 

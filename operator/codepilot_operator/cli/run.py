@@ -29,6 +29,15 @@ SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/toke
 EXIT_STOPPED = 1
 
 
+def http_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL without credentials: {text!r}")
+    return text.rstrip("/")
+
+
 def auto_priority(identity: str) -> int:
     """A stable priority in 1..9999 from the pod name, so replicas of one Deployment differ.
 
@@ -142,6 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace or ()),
         peering=bool(args.peering),
         weight_snapshots=args.weight_snapshots,
+        prometheus_url=args.prometheus_url,
     )
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -220,6 +230,13 @@ def register(subparsers: Any) -> None:
         default=15.0,
         metavar="SECONDS",
         help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
+    )
+    p.add_argument(
+        "--prometheus-url",
+        type=http_url,
+        metavar="URL",
+        help="Prometheus HTTP API for canary analysis (spec.rollout.analysis.prometheusUrl overrides it "
+        "per CodePilot); without either, analyses are inconclusive and canaries are never promoted",
     )
     p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz, /readyz")
     p.add_argument(

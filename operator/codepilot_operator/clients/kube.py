@@ -321,6 +321,26 @@ class KubeClient:
             ) from exc
         return dict(result)
 
+    async def remove_annotation(self, kind: Kind, namespace: str, name: str, key: str) -> bool:
+        """Drop one annotation (a merge patch of metadata only); False when the object is gone."""
+        res = self._resource(kind, "patch")
+        what = f"{kind.kind} {namespace}/{name} annotation {key}"
+        patch = {"metadata": {"annotations": {key: None}}}
+        try:
+            await self._call(
+                "patch",
+                what,
+                lambda: self._client.patch(res, name, patch, namespace=namespace, patch_type=PatchType.MERGE),
+            )
+        except httpx2.HTTPStatusError as exc:
+            if _not_found(exc):
+                return False
+            raise KubeUnavailable(
+                f"patch {what}: HTTP {exc.response.status_code}: {_message(exc)}",
+                f"Http{exc.response.status_code}",
+            ) from exc
+        return True
+
     async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create ``obj`` (an Event with ``generateName``); a retry after a lost answer may create a twin."""
         kind = Kind.of(obj)

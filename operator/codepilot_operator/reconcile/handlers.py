@@ -21,24 +21,31 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import kopf
 
 from codepilot_operator.api import GROUP, PLURAL, VERSION
+from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
 from codepilot_operator.clients.kube import KubeClient, load_config
-from codepilot_operator.reconcile import health, metrics
+from codepilot_operator.clients.prometheus import PrometheusClient
+from codepilot_operator.reconcile import events, health, metrics
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
-from codepilot_operator.reconcile.owner import Outdated, OwnerCheck, OwnerGone
-from codepilot_operator.reconcile.reconcile import Prepare, Result, observe, plain, reconcile
+from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
+from codepilot_operator.reconcile.reconcile import Prepare, Result, RolloutDeps, observe, plain, reconcile
 from codepilot_operator.reconcile.report import StatusSink, client_sink, write_status
 from codepilot_operator.reconcile.scheduler import Job, Scheduler
-from codepilot_operator.reconcile.status import serving_conditions, waiting_for_pods
-from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.reconcile.status import (
+    Transition,
+    now_utc,
+    rollout_conditions,
+    serving_conditions,
+    waiting_for_pods,
+)
 from codepilot_operator.render.gateway import api_url
-from codepilot_operator.rollout.tracks import next_tracks
+from codepilot_operator.rollout.tracks import carried_pins
 
 DEFAULT_DRIFT_INTERVAL = 60.0
 DEFAULT_PROGRESS_INTERVAL = 15.0
@@ -50,7 +57,9 @@ MEMO_SCHEDULER = "scheduler"
 INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its handler id)
 JOB_DRIFT = "drift"
 JOB_PROGRESS = "progress"
-JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS})
+JOB_ROLLOUT = "rollout"  # the rollout's own tick: the next analysis, or soon while traffic moves
+JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT})
+MEMO_PROMETHEUS = "prometheus"
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -70,6 +79,7 @@ class Options:
     # every served version is snapshotted and verified before anything is applied (reconcile/weights.py).
     prepare: Prepare | None = None
     weight_snapshots: bool = True
+    prometheus_url: str | None = None  # for canary analysis; spec.rollout.analysis.prometheusUrl wins
 
 
 def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
@@ -86,6 +96,7 @@ class Outcome:
 
     status: dict[str, Any]
     failure: Failure | None = None
+    next_rollout: float | None = None  # seconds until the rollout wants its next run (None: idle)
 
 
 def _lock_for(memo: kopf.Memo, uid: str) -> asyncio.Lock:
@@ -113,6 +124,7 @@ async def _serve(
     *,
     retry: int = 0,
     owner: OwnerCheck | None = None,
+    forget_action: ForgetAction | None = None,
 ) -> Outcome:
     """reconcile (or, for ``progress``, observe) and write status; failures are returned, not raised."""
     kube: KubeClient = memo[MEMO_KUBE]
@@ -121,7 +133,13 @@ async def _serve(
         if trigger == JOB_PROGRESS:
             result = await observe(body, kube)
         else:
-            result = await reconcile(body, kube, prepare=memo.get(MEMO_PREPARE), before_write=owner)
+            result = await reconcile(
+                body,
+                kube,
+                prepare=memo.get(MEMO_PREPARE),
+                before_write=owner,
+                rollout=_rollout_deps(options, memo),
+            )
     except (OwnerGone, Outdated):
         raise
     except Exception as exc:
@@ -131,7 +149,20 @@ async def _serve(
         return Outcome(await _report_failure(kube, body, failure, logger, sink, trigger), failure)
     finally:
         metrics.RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
-    return Outcome(await _report_result(kube, body, result, logger, sink))
+    forget = forget_action or _client_forget(kube, body)
+    status = await _report_result(kube, body, result, logger, sink, forget)
+    return Outcome(status, next_rollout=result.rollout.next_tick if result.rollout else None)
+
+
+def _rollout_deps(options: Options, memo: kopf.Memo) -> RolloutDeps:
+    clients: dict[str, PrometheusClient] = memo.setdefault(MEMO_PROMETHEUS, {})
+
+    def prometheus_for(url: str) -> PrometheusClient:
+        if url not in clients:
+            clients[url] = PrometheusClient(url)
+        return clients[url]
+
+    return RolloutDeps(prometheus_for=prometheus_for, default_prometheus_url=options.prometheus_url)
 
 
 async def _report_failure(
@@ -153,7 +184,12 @@ async def _report_failure(
 
 
 async def _report_result(
-    kube: KubeClient, body: Mapping[str, Any], result: Result, logger: Logger, sink: StatusSink
+    kube: KubeClient,
+    body: Mapping[str, Any],
+    result: Result,
+    logger: Logger,
+    sink: StatusSink,
+    forget_action: ForgetAction,
 ) -> dict[str, Any]:
     metrics.count_result(result.applied, result.pruned)
     if result.applied or result.pruned:
@@ -164,21 +200,85 @@ async def _report_result(
         )
     else:
         logger.debug("All %d objects unchanged", result.desired)
+    cp, rollout = result.codepilot, result.rollout  # cp: with the status the rollout step decided
     updates = serving_conditions(result.readiness, result.desired)
-    pins = None
+    decision = rollout.decision if rollout is not None else None
+    promoted = decision is not None and decision.promote
     if result.prepared is not None:
         updates += result.prepared.conditions
         pins = result.prepared.status
-    cp = result.codepilot
-    new = result.served[-1].version if result.served else cp.spec.model.version
-    ready = {r.name: r.ready for r in result.readiness}
-    extra = next_tracks(cp, result.served, bool(ready.get(deployment_name(cp, new))), pins)
-    extra["url"] = api_url(cp)
-    return await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
+    else:
+        pins = carried_pins(parse_status_source(body), promoted, canary_served=len(result.served) > 1)
+    updates += rollout_conditions(cp)
+    extra = {**(rollout.fields if rollout is not None else {}), **pins, "url": api_url(cp)}
+    status = await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
+    if decision is not None:
+        await _report_rollout(kube, body, cp, decision, logger)
+    if rollout is not None and rollout.action is not None:
+        logger.info("Rollout action %r handled", rollout.action)
+        await forget_action()
+    return status
+
+
+def parse_status_source(body: Mapping[str, Any]) -> Any:
+    """The CodePilot as the body shows it (its status before this reconcile's decisions)."""
+    from codepilot_operator.reconcile.reconcile import parse
+
+    return parse(body)
+
+
+async def _report_rollout(
+    kube: KubeClient, body: Mapping[str, Any], cp: Any, decision: Any, logger: Logger
+) -> None:
+    """The rollout's Events (with the measured values) and metrics, once per decision."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    state = decision.rollout
+    version = state.version if state is not None else cp.spec.model.version
+    weight = state.actual_weight if state is not None and cp.status.canary_version else 0
+    metrics.CANARY_WEIGHT.labels(namespace, name).set(weight or 0)
+    for count in decision.counts:
+        if count == "promotion":
+            metrics.PROMOTIONS.labels(namespace, name, version).inc()
+        elif count == "rollback":
+            metrics.ROLLBACKS.labels(namespace, name, version).inc()
+        elif count.startswith("analysis:"):
+            metrics.ANALYSES.labels(namespace, name, version, count.split(":", 1)[1]).inc()
+    for event in decision.events:
+        logger.info("Rollout: %s: %s", event.reason, event.message)
+    transitions = [Transition(e.type, e.reason, e.message) for e in decision.events]
+    await events.post(kube, body, transitions, now_utc(), logger)
+
+
+ForgetAction = Callable[[], Awaitable[None]]
+
+
+def _patch_forget(patch: kopf.Patch) -> ForgetAction:
+    """In a change handler the annotation goes with kopf's patch, in the same write as status."""
+
+    async def forget() -> None:
+        patch.metadata.annotations[ACTION_ANNOTATION] = None
+
+    return forget
+
+
+def _client_forget(kube: KubeClient, body: Mapping[str, Any]) -> ForgetAction:
+    """In a job, after status is written: remove the annotation with the operator's client."""
+    meta = body["metadata"]
+
+    async def forget() -> None:
+        await kube.remove_annotation(CODEPILOT, meta["namespace"], meta["name"], ACTION_ANNOTATION)
+
+    return forget
 
 
 def _schedule(
-    options: Options, memo: kopf.Memo, uid: str, status: Mapping[str, Any], failure: Failure | None = None
+    options: Options,
+    memo: kopf.Memo,
+    uid: str,
+    status: Mapping[str, Any],
+    failure: Failure | None = None,
+    next_rollout: float | None = None,
 ) -> None:
     """After any run: the next drift resync one interval from now (sooner after a failure that asks to be
     retried sooner), and progress refreshes while pods are starting."""
@@ -187,6 +287,10 @@ def _schedule(
     if failure is not None and failure.delay is not None:
         delay = min(delay, failure.delay)
     scheduler.after(uid, JOB_DRIFT, delay)
+    if next_rollout is not None:
+        scheduler.after(uid, JOB_ROLLOUT, next_rollout)
+    else:
+        scheduler.cancel(uid, JOB_ROLLOUT)
     if options.progress_interval and waiting_for_pods(status):
         if scheduler.due(uid, JOB_PROGRESS) is None:
             scheduler.after(uid, JOB_PROGRESS, options.progress_interval)
@@ -217,9 +321,18 @@ async def handle_change(
         logger.debug("Being deleted: garbage collection removes the children; nothing to apply")
         return
     async with _lock_for(memo, uid):  # status goes into kopf's patch: kopf writes it with its bookkeeping
-        outcome = await _serve(str(reason), options, raw, memo, logger, _patch_sink(patch), retry=retry)
+        outcome = await _serve(
+            str(reason),
+            options,
+            raw,
+            memo,
+            logger,
+            _patch_sink(patch),
+            retry=retry,
+            forget_action=_patch_forget(patch),
+        )
     # kopf retries a failed change handler itself (TemporaryError below): drift keeps its full interval.
-    _schedule(options, memo, uid, outcome.status)
+    _schedule(options, memo, uid, outcome.status, next_rollout=outcome.next_rollout)
     failure = outcome.failure
     if failure is None:
         return
@@ -232,7 +345,7 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     """One drift or progress run for the CodePilot ``body``; returns the delay until this job runs again."""
     meta = body.get("metadata", {})
     uid = str(meta.get("uid"))
-    interval = options.drift_interval if job == JOB_DRIFT else options.progress_interval
+    interval = options.progress_interval if job == JOB_PROGRESS else options.drift_interval
     if meta.get("deletionTimestamp"):
         return None
     logger = kopf.LocalObjectLogger(body=kopf.Body(cast(kopf.RawBody, body)), settings=memo["settings"])
@@ -257,9 +370,9 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     except Outdated as exc:
         logger.debug("%s; this %s run wrote nothing", exc, job)
         return interval
-    if job == JOB_DRIFT:
-        _schedule(options, memo, uid, outcome.status, outcome.failure)
-        return None  # _schedule set the next drift run
+    if job in (JOB_DRIFT, JOB_ROLLOUT):
+        _schedule(options, memo, uid, outcome.status, outcome.failure, outcome.next_rollout)
+        return None  # _schedule set the next drift and rollout runs
     if not waiting_for_pods(outcome.status):
         return None
     failure = outcome.failure
@@ -327,6 +440,8 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if MEMO_KUBE in memo:
             await memo[MEMO_KUBE].close()
+        for client in memo.get(MEMO_PROMETHEUS, {}).values():
+            await client.close()
         if "metrics_runner" in memo:
             await memo["metrics_runner"].cleanup()
 

@@ -55,30 +55,28 @@ OBJECTS_PRUNED = Counter(
     registry=REGISTRY,
 )
 
-# For the rollout controller to update. Registered here, with the labels the rules and
-# the dashboard read, so both sides of the contract exist; a labelled metric has no samples until set.
-_SET_BY_ROLLOUT = "for the rollout controller to update; no samples until it does"
+# Set by the rollout (reconcile/handlers.py, from the step's decision), read by the rules and dashboard.
 CANARY_WEIGHT = Gauge(
     contract.ROLLOUT_CANARY_WEIGHT.name,
-    f"Percent of a CodePilot's traffic routed to its canary version ({_SET_BY_ROLLOUT}).",
+    "Percent of a CodePilot's traffic its canary gets, as achieved (Ready share or HTTPRoute weight).",
     contract.ROLLOUT_CANARY_WEIGHT.labels,
     registry=REGISTRY,
 )
 ROLLBACKS = Counter(
     contract.ROLLOUT_ROLLBACKS.name,
-    f"Canary versions rolled back after failing their analysis ({_SET_BY_ROLLOUT}).",
+    "Canary versions rolled back (failed analyses or a stall with onStall: Rollback).",
     contract.ROLLOUT_ROLLBACKS.labels,
     registry=REGISTRY,
 )
 PROMOTIONS = Counter(
     contract.ROLLOUT_PROMOTIONS.name,
-    f"Canary versions promoted to stable ({_SET_BY_ROLLOUT}).",
+    "Canary versions promoted to stable.",
     contract.ROLLOUT_PROMOTIONS.labels,
     registry=REGISTRY,
 )
 ANALYSES = Counter(
     contract.ROLLOUT_ANALYSES.name,
-    f"Canary analyses, by verdict ({_SET_BY_ROLLOUT}).",
+    "Canary analyses, by verdict (Pass, Fail, Inconclusive).",
     contract.ROLLOUT_ANALYSES.labels,
     registry=REGISTRY,
 )

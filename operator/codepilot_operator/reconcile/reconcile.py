@@ -1,8 +1,13 @@
-"""One idempotent reconcile: parse -> served versions -> render -> apply (SSA) -> prune -> observe.
+"""One idempotent reconcile: parse -> rollout step -> served versions -> render -> apply (SSA) -> prune
+-> observe.
 
 Every trigger (create, update, resume, the drift timer) runs this same function, so there is one code
 path to test and nothing depends on which event woke the operator. It returns what it saw; the kopf
 handlers turn that into status, Events and metrics.
+
+The rollout step (reconcile/rollout.py) runs on the live children before anything is rendered: what it
+decides (weights, replicas, promotion) is rendered and applied in the same reconcile and written to
+status with it, so status and the objects carrying it out never disagree for longer than one apply.
 
 Seam for weight snapshots: ``prepare`` runs after the served versions are known and before
 anything is rendered or applied. A "before rollout: ensure snapshot" step is one function passed as
@@ -17,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
@@ -24,8 +30,10 @@ from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
 from codepilot_operator.reconcile import prune
 from codepilot_operator.reconcile.drift import unchanged, with_input_hash
-from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness
+from codepilot_operator.reconcile.rollout import PrometheusFor, RolloutOutcome, advance
+from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness, now_utc
 from codepilot_operator.render import ServedVersion, render, served_versions
+from codepilot_operator.rollout.tracks import with_fields
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,15 @@ class InvalidSpec(Exception):
         self.problems = problems
 
 
+@dataclass(frozen=True)
+class RolloutDeps:
+    """What the rollout step needs from outside: Prometheus, and a clock (tests move it)."""
+
+    prometheus_for: PrometheusFor | None = None
+    default_prometheus_url: str | None = None
+    clock: Callable[[], datetime] = now_utc
+
+
 @dataclass
 class Result:
     codepilot: CodePilot
@@ -76,6 +93,7 @@ class Result:
     pruned: list[str] = field(default_factory=list)
     readiness: list[Readiness] = field(default_factory=list)
     prepared: Prepared | None = None
+    rollout: RolloutOutcome | None = None
 
 
 def plain(value: Any) -> Any:
@@ -146,6 +164,7 @@ async def reconcile(
     *,
     prepare: Prepare | None = None,
     before_write: BeforeWrite | None = None,
+    rollout: RolloutDeps | None = None,
 ) -> Result:
     """Make the cluster match the CodePilot ``body``; raises InvalidSpec before touching anything.
 
@@ -155,17 +174,27 @@ async def reconcile(
     cp = parse(body)
     if not cp.metadata.uid:
         raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
+    deps = rollout or RolloutDeps()
+    namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
+    live = await _list_live(kube, namespace, selector, prune.MANAGED_KINDS)
+    stepped = await advance(
+        cp,
+        body,
+        live,
+        now=deps.clock(),
+        prometheus_for=deps.prometheus_for,
+        default_prometheus_url=deps.default_prometheus_url,
+    )
+    cp = with_fields(cp, stepped.fields)  # render what the step decided
     served = served_versions(cp)
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
     desired = desired_objects(cp, served)
-    result = Result(codepilot=cp, desired=len(desired), served=served, prepared=prepared)
-
-    namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
-    kinds = prune.kinds_to_list(desired)
-    listed = await asyncio.gather(*(kube.list(kind, namespace, selector) for kind in kinds))
-    live: dict[tuple[str, str], Mapping[str, Any]] = {prune.key(o): o for objs in listed for o in objs}
+    result = Result(codepilot=cp, desired=len(desired), served=served, prepared=prepared, rollout=stepped)
+    extra_kinds = [k for k in prune.kinds_to_list(desired) if k not in prune.MANAGED_KINDS]
+    if extra_kinds:
+        live.update(await _list_live(kube, namespace, selector, extra_kinds))
 
     changed = []
     for obj in desired:
@@ -185,6 +214,13 @@ async def reconcile(
 
     result.readiness = await _observe(kube, cp, desired, live)
     return result
+
+
+async def _list_live(
+    kube: KubeClient, namespace: str, selector: Mapping[str, str], kinds: Sequence[Kind]
+) -> dict[tuple[str, str], Mapping[str, Any]]:
+    listed = await asyncio.gather(*(kube.list(kind, namespace, selector) for kind in kinds))
+    return {prune.key(o): o for objs in listed for o in objs}
 
 
 async def observe(body: Mapping[str, Any], kube: KubeClient) -> Result:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason
+from codepilot_operator.api import CodePilot
+from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason, RolloutPhase
 
 # Init container states that will not fix themselves: the pod can never become Ready.
 _INIT_FAILURE_REASONS = frozenset({"CrashLoopBackOff", "Error", "ErrImagePull", "ImagePullBackOff"})
@@ -168,6 +169,45 @@ def waiting_for_pods(status: Mapping[str, Any]) -> bool:
     )
 
 
+def rollout_conditions(cp: CodePilot) -> list[ConditionUpdate]:
+    """Progressing, RolloutPaused and Degraded as the rollout in ``cp``'s status (just decided) has them.
+
+    Returned after the serving conditions, so they win where both speak: a rollout in flight is
+    Progressing whatever the pods say, and a rejected version is Degraded (the spec asks for a version
+    that is not served) while Ready stays with the stable version's pods.
+    """
+    rollout, desired = cp.status.rollout, cp.spec.model.version
+    if rollout is None:
+        return []
+    updates: list[ConditionUpdate] = []
+    paused = rollout.phase is RolloutPhase.PAUSED
+    stalled = rollout.paused_reason.startswith("stalled")
+    updates.append(
+        ConditionUpdate(
+            ConditionType.ROLLOUT_PAUSED,
+            ConditionStatus.TRUE if paused else ConditionStatus.FALSE,
+            (Reason.STALLED if stalled else Reason.PAUSED) if paused else Reason.AS_EXPECTED,
+            rollout.paused_reason if paused else "",
+        )
+    )
+    if rollout.version != desired:
+        return updates
+    if rollout.phase is RolloutPhase.PROGRESSING:
+        message = f"rolling out {rollout.version}: {rollout.message}"
+        updates.append(
+            ConditionUpdate(
+                ConditionType.PROGRESSING, ConditionStatus.TRUE, Reason.ROLLOUT_IN_PROGRESS, message
+            )
+        )
+    elif rollout.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED):
+        reason = Reason.ROLLED_BACK if rollout.phase is RolloutPhase.ROLLED_BACK else Reason.ABORTED
+        stable = cp.status.stable_version or "-"
+        message = f"{rollout.version} is not served ({rollout.message}); {stable} serves all traffic"
+        updates.append(ConditionUpdate(ConditionType.DEGRADED, ConditionStatus.TRUE, reason, message))
+        updates.append(ConditionUpdate(ConditionType.PROGRESSING, ConditionStatus.FALSE, reason, message))
+    return updates
+
+
 def invalid_spec_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
     """Nothing was applied: Reconciled and Degraded say which field to fix; Ready is left as it was."""
     message = "; ".join(problems)
@@ -214,6 +254,8 @@ def status_patch(
     return wanted
 
 
+# The rollout posts its own Events for these, with the measured values (rollout/step.py).
+_ROLLOUT_REASONS = frozenset({Reason.ROLLED_BACK, Reason.ABORTED})
 _WARNING_REASONS = frozenset(
     {
         Reason.INVALID_SPEC,
@@ -247,6 +289,8 @@ def transitions(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str
             condition["status"],
             condition["reason"],
         ):
+            continue
+        if condition["reason"] in _ROLLOUT_REASONS:
             continue
         warning = condition["reason"] in _WARNING_REASONS
         if previous is None and not warning and condition["status"] != ConditionStatus.TRUE:

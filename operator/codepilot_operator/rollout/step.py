@@ -236,7 +236,10 @@ def _plan(state: RolloutStatus, obs: Observation) -> tuple[capacity.Plan, bool]:
         return plan, obs.canary_ready >= final.canary and plan.stable == final.stable
     plan = capacity.replicas(c.replicas, weight, c.surge, obs.canary_ready)
     final = capacity.target(c.replicas, weight, c.surge)
-    return plan, plan.settled(final, obs.canary_ready, None if obs.gateway else obs.stable_ready)
+    # At 100 % the canary having every replica Ready is enough: stable's last pods keep serving until
+    # promotion prunes them, which is what "traffic moved, then the old version goes" means.
+    stable_ready = None if obs.gateway or weight >= 100 else obs.stable_ready
+    return plan, plan.settled(final, obs.canary_ready, stable_ready)
 
 
 def _capacity(state: RolloutStatus, obs: Observation) -> tuple[RolloutStatus, bool]:

@@ -74,22 +74,3 @@ def carried_pins(cp: CodePilot, promoted: bool, canary_served: bool) -> dict[str
     elif not canary_served and CANARY_SNAPSHOT in pins:
         pins[CANARY_SNAPSHOT] = None
     return pins
-
-
-def next_tracks(
-    cp: CodePilot,
-    served: Any,
-    new_version_ready: bool,
-    pins: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The promotion rule before the rollout controller is wired in: the new version becomes stable once
-    its Deployment is Ready. Kept until reconcile runs the step function."""
-    fields = dict(current_pin_fields(cp.status) if pins is None else pins)
-    new = served[-1].version if served else cp.spec.model.version
-    if len(served) > 1 and not new_version_ready:
-        return {STABLE_VERSION: served[0].version, CANARY_VERSION: new, **fields}
-    if len(served) > 1 and fields.get(CANARY_SNAPSHOT):
-        fields[STABLE_SNAPSHOT] = fields[CANARY_SNAPSHOT]
-    if STABLE_SNAPSHOT in fields:
-        fields[CANARY_SNAPSHOT] = None
-    return {STABLE_VERSION: new, CANARY_VERSION: None, **fields}
