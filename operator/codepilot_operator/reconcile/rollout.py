@@ -35,7 +35,9 @@ from codepilot_operator.rollout.step import (
 from codepilot_operator.rollout.tracks import track_fields
 
 log = logging.getLogger(__name__)
-SETTLING_TICK = 5.0  # while pods come up or traffic moves, look again this often
+# While pods come up or traffic moves, look again this often: capacity moves one surge per look, so this
+# bounds how long a weight change takes (a full reconcile per look, only while a rollout settles).
+SETTLING_TICK = 2.0
 NO_PROMETHEUS = "no Prometheus URL configured (spec.rollout.analysis.prometheusUrl or --prometheus-url)"
 
 PrometheusFor = Callable[[str], PrometheusClient]
