@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pytest
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.platform import DEFAULT_PLATFORM
 from codepilot_operator.clients.kube import (
     Kind,
     KubeClient,
@@ -19,6 +20,7 @@ from codepilot_operator.clients.kube import (
     load_config,
 )
 from codepilot_operator.clients.permissions import PERMISSIONS, Permission
+from codepilot_operator.reconcile.admission import Admission
 from codepilot_operator.reconcile.reconcile import Prepared, reconcile
 from codepilot_operator.reconcile.status import ConditionStatus, ConditionUpdate
 from codepilot_operator.render import ServedVersion
@@ -93,7 +95,11 @@ def test_prepare_seam_pins_snapshots_and_reports_conditions(
             pinned, [condition], {"stableSnapshot": {"version": "v1", "snapshotId": "sha256-abc"}}
         )
 
-    result = with_client(kube_emulator, tmp_path, lambda c: reconcile(body, c, prepare=prepare))
+    result = with_client(
+        kube_emulator,
+        tmp_path,
+        lambda c: reconcile(body, c, admission=Admission(c, DEFAULT_PLATFORM), prepare=prepare),
+    )
     assert (
         result.prepared is not None and result.prepared.status["stableSnapshot"]["snapshotId"] == "sha256-abc"
     )
@@ -101,7 +107,11 @@ def test_prepare_seam_pins_snapshots_and_reports_conditions(
     fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]
     assert any("sha256-abc" in arg for arg in fetch["args"]), "pods read the pinned snapshot"
 
-    again = with_client(kube_emulator, tmp_path, lambda c: reconcile(body, c, prepare=prepare))
+    again = with_client(
+        kube_emulator,
+        tmp_path,
+        lambda c: reconcile(body, c, admission=Admission(c, DEFAULT_PLATFORM), prepare=prepare),
+    )
     assert again.applied == [] and again.pruned == [], "a second reconcile writes nothing"
 
 

@@ -26,12 +26,12 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
 
 import codepilot_operator
-from codepilot_operator.api.spec import DEFAULT_FETCHER_IMAGE
+from codepilot_operator.api.platform import DEFAULT_FETCHER_IMAGE
 from codepilot_operator.cli import build_parser
 from codepilot_operator.clients.permissions import PERMISSIONS
 from tests.fixtures.helm import CHART_DIR, RELEASE, RELEASE_NAMESPACE, RenderChart, RenderedChart
 from tests.fixtures.kube import EmulatorThread
-from tests.helpers import KUBERNETES_VERSION, validate_builtin
+from tests.helpers import KUBERNETES_VERSION, manifest, validate_builtin
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 
@@ -513,6 +513,31 @@ def _pod_env(container: dict[str, Any], pod_name: str) -> dict[str, str]:
     }
 
 
+def _mounted_config_maps(rendered: RenderedChart, container: dict[str, Any], root: Path) -> dict[str, Path]:
+    """The pod's ConfigMap volumes written under ``root`` as the kubelet mounts them: mountPath -> dir."""
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {}
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]]
+        if "configMap" in source:
+            target = root / mount["name"]
+            target.mkdir()
+            for key, value in rendered.one("ConfigMap", source["configMap"]["name"])["data"].items():
+                (target / key).write_text(value)
+            mounted[mount["mountPath"]] = target
+    return mounted
+
+
+def _on_this_machine(args: list[str], mounted: dict[str, Path]) -> list[str]:
+    out = []
+    for arg in args:
+        for path, local in mounted.items():
+            arg = arg.replace(f"{path}/", f"{local}/")
+        out.append(arg)
+    return out
+
+
 def _poll(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -528,12 +553,20 @@ def _poll(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path, timeo
 def test_chart_container_runs_the_operator(
     render_chart: RenderChart, kube_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    """`codepilot <args>` exactly as the chart renders them, with the pod's env, against the Kubernetes
-    API emulator: the probes answer where the chart points them, metrics are served, and the operator
-    heartbeats into the peering object the chart creates, under the pod's name (POD_ID)."""
+    """`codepilot <args>` exactly as the chart renders them, with the pod's env and its mounted platform
+    ConfigMap, against the Kubernetes API emulator: the probes answer where the chart points them,
+    metrics are served, the operator heartbeats into the peering object the chart creates, under the
+    pod's name (POD_ID), and CodePilots get what the chart's values decide (the fetcher runs the chart's
+    image, a ServiceAccount the policy allows is used)."""
     port = _free_port()
     rendered = render_chart(
-        {"metrics": {"port": port}, "operator": {"extraArgs": ["--metrics-host=127.0.0.1"]}}
+        {
+            "image": {"repository": "registry.example.com/platform/codepilot-operator", "tag": "9.9.9"},
+            "metrics": {"port": port},
+            # No S3 server here: the weight snapshot step has its own tests (tests/e2e/test_weights.py).
+            "operator": {"extraArgs": ["--metrics-host=127.0.0.1", "--no-weight-snapshots"]},
+            "policy": {"serviceAccounts": ["inference"]},
+        }
     )
     peering = rendered.one("ClusterKopfPeering")
     status, text = _http(f"{kube_emulator.url}/apis/kopf.dev/v1/clusterkopfpeerings", body=peering)
@@ -549,7 +582,7 @@ def test_chart_container_runs_the_operator(
                 sys.executable,
                 "-m",
                 "codepilot_operator.cli",
-                *container["args"],
+                *_on_this_machine(container["args"], _mounted_config_maps(rendered, container, tmp_path)),
                 f"--kubeconfig={kubeconfig}",
             ],
             stdout=out,
@@ -574,6 +607,25 @@ def test_chart_container_runs_the_operator(
             log,
         )
         assert heartbeat["priority"] > 0
+
+        runtime = {"serviceAccountName": "inference"}
+        codepilot = manifest(**{"metadata.namespace": "team-chart", "spec.runtime": runtime})
+        status, text = _http(
+            f"{kube_emulator.url}/apis/serving.codepilot.dev/v1alpha1/namespaces/team-chart/codepilots",
+            body=codepilot,
+        )
+        assert status in (200, 201), text
+        deployments = f"{kube_emulator.url}/apis/apps/v1/namespaces/team-chart/deployments"
+        (deployment,) = _poll(
+            "the CodePilot's Deployment", lambda: json.loads(_http(deployments)[1])["items"], proc, log
+        )
+        pod = deployment["spec"]["template"]["spec"]
+        assert (
+            pod["initContainers"][0]["image"]
+            == container["image"]
+            == "registry.example.com/platform/codepilot-operator:9.9.9"
+        )
+        assert pod["serviceAccountName"] == "inference"
         denied = kube_emulator.call(lambda emulator: list(emulator.denied))
         assert denied == [], f"requests outside permissions.py: {denied}"
     finally:
