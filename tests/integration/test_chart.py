@@ -26,7 +26,7 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
 
 import codepilot_operator
-from codepilot_operator.api.platform import DEFAULT_FETCHER_IMAGE
+from codepilot_operator.api.platform import DEFAULT_FETCHER_IMAGE, IMAGE_PATTERN, PlatformPolicy
 from codepilot_operator.cli import build_parser
 from codepilot_operator.clients.permissions import PERMISSIONS
 from tests.fixtures.helm import CHART_DIR, RELEASE, RELEASE_NAMESPACE, RenderChart, RenderedChart
@@ -75,6 +75,14 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
     },
     "fixed-priority": {"peering": {"priority": 100}, "metrics": {"port": 9090}},
+    "platform-policy": {
+        "policy": {
+            "fetcherImages": ["registry.example.com/platform/fetchers/*", "ghcr.io/acme/fetch@*"],
+            "serviceAccounts": ["codepilot-inference"],
+            "priorityClasses": ["inference-critical"],
+            "secretNames": ["minio-credentials", "registry-pull"],
+        }
+    },
 }
 
 
@@ -303,6 +311,10 @@ BAD_VALUES = {
     "no memory request": {"resources": {"requests": {"memory": None}}},
     "servicemonitor interval": {"serviceMonitor": {"enabled": True, "interval": "often"}},
     "image digest": {"image": {"repository": "x", "pullPolicy": "Always", "digest": "latest"}},
+    "unknown policy key": {"policy": {"serviceAccount": ["x"]}},
+    "fetcher image prefix without a separator": {"policy": {"fetcherImages": ["registry.example.com/team*"]}},
+    "service account not a name": {"policy": {"serviceAccounts": ["Not_A_Name"]}},
+    "secret names as a string": {"policy": {"secretNames": "minio-credentials"}},
 }
 
 
@@ -348,9 +360,11 @@ def expected_grants(*, peering: bool, namespaced: bool) -> set[Grant]:
 
 
 def _rule_grants(rules: list[dict[str, Any]]) -> set[Grant]:
+    """(group, resource, verb) granted; resourceNames narrow a grant and are checked on their own."""
     grants: set[Grant] = set()
     for rule in rules:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"resourceNames/nonResourceURLs: {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, f"nonResourceURLs: {rule}"
+        assert "resourceNames" not in rule or rule["resources"] == ["secrets"], rule
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {field}: {rule}"
         grants |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
@@ -378,7 +392,9 @@ def _diff(granted: set[Grant], expected: set[Grant]) -> str:
     return f"missing: {sorted(expected - granted)}; broader than permissions.py: {sorted(granted - expected)}"
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "ha-with-servicemonitor", "standalone-pinned-image"])
+@pytest.mark.parametrize(
+    "scenario", ["defaults", "ha-with-servicemonitor", "standalone-pinned-image", "platform-policy"]
+)
 def test_cluster_wide_rbac_is_exactly_the_permissions_table(render_chart: RenderChart, scenario: str) -> None:
     values = SCENARIOS[scenario]
     grants = operator_grants(render_chart(values))
@@ -398,6 +414,66 @@ def test_namespaced_watch_grants_workload_rights_only_in_watched_namespaces(
     assert not {resource for _, resource, _ in grants["team-a"]} & CLUSTER_SCOPED
     union = grants[None] | grants["team-a"]
     assert union == expected, _diff(union, expected)
+
+
+def _secret_rules(rendered: RenderedChart) -> list[dict[str, Any]]:
+    roles = rendered.of_kind("ClusterRole")
+    return [rule for role in roles for rule in role["rules"] if "secrets" in rule.get("resources", [])]
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a", "team-b"]], ids=["cluster-wide", "namespaced"])
+def test_secret_names_narrow_the_operators_secret_rbac_to_exactly_them(
+    render_chart: RenderChart, watch: list[str]
+) -> None:
+    """RBAC cannot say "only Secrets with this label": without policy.secretNames the operator may get
+    any Secret where it works (and checks the label itself); with them, RBAC allows only those names,
+    and the operator refuses any other name before asking (the same list reaches it in its ConfigMap)."""
+    operator = {"watchNamespaces": watch}
+    assert _secret_rules(render_chart({"operator": operator})) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    ]
+    names = ["minio-credentials", "registry-pull"]
+    rendered = render_chart({"operator": operator, "policy": {"secretNames": names}})
+    assert _secret_rules(rendered) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": names}
+    ]
+    assert _platform(rendered).secret_names == tuple(names)
+
+
+def _platform(rendered: RenderedChart) -> PlatformPolicy:
+    """What `codepilot run --platform` reads from the chart's ConfigMap."""
+    text = rendered.one("ConfigMap", f"{RELEASE}-platform")["data"]["platform.yaml"]
+    return PlatformPolicy.model_validate(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_platform_configmap_says_what_the_values_say(render_chart: RenderChart, scenario: str) -> None:
+    values = SCENARIOS[scenario]
+    rendered = render_chart(values)
+    platform = _platform(rendered)
+    assert platform.fetcher_image == _operator_container(rendered)["image"], "the fetcher runs the operator"
+    policy = values.get("policy", {})
+    assert platform.allowed_fetcher_images == tuple(policy.get("fetcherImages", ()))
+    assert platform.allowed_service_accounts == tuple(policy.get("serviceAccounts", ()))
+    assert platform.allowed_priority_classes == tuple(policy.get("priorityClasses", ()))
+    assert platform.secret_names == tuple(policy.get("secretNames", ()))
+    deployment = rendered.one("Deployment")["spec"]["template"]
+    assert "--platform=/etc/codepilot/platform.yaml" in _operator_container(rendered)["args"]
+    assert {"configMap": {"name": f"{RELEASE}-platform"}, "name": "platform"} in deployment["spec"]["volumes"]
+    assert deployment["metadata"]["annotations"]["checksum/platform"]
+
+
+def test_a_policy_change_rolls_the_operator(render_chart: RenderChart) -> None:
+    """The operator reads its platform file once: a changed value must restart it."""
+    before = render_chart().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    after = render_chart({"policy": {"serviceAccounts": ["codepilot-inference"]}}).one("Deployment")
+    assert after["spec"]["template"]["metadata"]["annotations"] != before
+
+
+def test_chart_and_operator_agree_on_the_fetcher_image_pattern() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    pattern = schema["properties"]["policy"]["properties"]["fetcherImages"]["items"]["pattern"]
+    assert pattern == IMAGE_PATTERN
 
 
 def test_rbac_check_catches_a_broader_role(render_chart: RenderChart) -> None:
@@ -463,6 +539,16 @@ def test_servicemonitor_is_optional_and_selects_the_metrics_service(render_chart
     assert endpoint["honorLabels"] is True
     pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_notes_tell_how_to_allow_a_secret_and_what_the_policy_allows(render_chart: RenderChart) -> None:
+    notes = render_chart().notes
+    assert "label secret minio-credentials serving.codepilot.dev/allow-codepilot=true" in notes
+    assert "ServiceAccounts:  only the namespace's default" in notes
+    assert "every Secret in every namespace: set policy.secretNames to narrow it" in notes
+    notes = render_chart(SCENARIOS["platform-policy"]).notes
+    assert "ServiceAccounts:  codepilot-inference and the namespace's default" in notes
+    assert "Secret names:     minio-credentials, registry-pull (the operator's RBAC allows no other)" in notes
 
 
 def test_notes_tell_how_to_upgrade_crds(render_chart: RenderChart) -> None:

@@ -117,6 +117,7 @@ __all__ = [
     "ALLOW_VALUE",
     "DEFAULT_FETCHER_IMAGE",
     "DEFAULT_PLATFORM",
+    "IMAGE_PATTERN",
     "SCHEMA_DEFAULT_FETCHER_IMAGES",
     "PlatformPolicy",
     "image_matches",

@@ -57,7 +57,8 @@ PERMISSIONS: tuple[Permission, ...] = (
         "",
         "secrets",
         frozenset({"get"}),
-        "the S3 credentials Secret named by spec.model.source.credentialsSecret (weight snapshots)",
+        "the Secrets a CodePilot names: their allow label (reconcile/admission.py), then the S3 credentials "
+        "for weight snapshots; never list/watch (the chart may narrow it with resourceNames)",
     ),
     Permission("", "events", frozenset({"create", "patch"}), "kopf posts Events on transitions"),
     Permission(
