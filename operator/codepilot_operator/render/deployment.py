@@ -29,6 +29,12 @@ TRITON_UID = 1000  # the triton-server user of NVIDIA's images
 STARTUP_PROBE_PERIOD = 10
 EXIT_TIMEOUT_SECONDS = 60
 CONFIG_HASH_ANNOTATION = "serving.codepilot.dev/config-hash"
+# The root filesystem is read-only; these emptyDirs are all tritonserver may write (the fetched model
+# repository aside). The python backend unpacks its execution environment under /tmp and exchanges
+# tensors with its stub through /dev/shm. HOME points at /tmp as well, so that caches a backend or a
+# model's own code keeps there (CUDA's ~/.nv, Hugging Face's ~/.cache) land on the emptyDir.
+SCRATCH_DIR = "/tmp"
+SHM_DIR = "/dev/shm"
 
 
 def deployment_name(cp: CodePilot, version: str) -> str:
@@ -93,6 +99,7 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
+        "env": [{"name": "HOME", "value": SCRATCH_DIR}],
         "resources": _resources(cp),
         "startupProbe": _http_probe("/v2/health/ready", STARTUP_PROBE_PERIOD, startup_failure_threshold(cp)),
         "readinessProbe": _http_probe("/v2/health/ready", 5, 3),
@@ -114,11 +121,12 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
                 }
                 for name in composing_configs(cp)
             ),
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": SHM_DIR},
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
