@@ -74,7 +74,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         ],
         "priorityClassName": "system-cluster-critical",
     },
-    "fixed-priority": {"peering": {"priority": 100}, "metrics": {"port": 9090}},
+    "fixed-priority": {"peering": {"priority": 100}, "metrics": {"port": 9090, "auth": "none"}},
     "platform-policy": {
         "policy": {
             "fetcherImages": ["registry.example.com/platform/fetchers/*", "ghcr.io/acme/fetch@*"],
@@ -240,6 +240,7 @@ def test_container_args_are_accepted_by_codepilot_run(render_chart: RenderChart,
     assert args.priority == peering.get("priority")
     metrics_port = values.get("metrics", {}).get("port", 8080)
     assert args.metrics_port == metrics_port
+    assert args.metrics_auth == values.get("metrics", {}).get("auth", "kubernetes")
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": metrics_port}
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -342,15 +343,19 @@ def test_unsafe_replica_settings_fail_to_render(
 # --- RBAC: exactly the permissions table ----------------------------------------------------------------
 
 PEERING_RESOURCES = {"clusterkopfpeerings", "kopfpeerings"}
-CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+REVIEW_RESOURCES = {"tokenreviews", "subjectaccessreviews"}
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings", *REVIEW_RESOURCES}
 
 
-def expected_grants(*, peering: bool, namespaced: bool) -> set[Grant]:
+def expected_grants(*, peering: bool, namespaced: bool, metrics_auth: bool = True) -> set[Grant]:
     """PERMISSIONS as (group, resource, verb), with kopf's peering rule: ClusterKopfPeering when watching
-    all namespaces, KopfPeering in each namespace when watching a list, neither when standalone."""
+    all namespaces, KopfPeering in each namespace when watching a list, neither when standalone; the
+    reviews only when /metrics is guarded (metrics.auth kubernetes)."""
     grants: set[Grant] = set()
     for permission in PERMISSIONS:
         resource = permission.resource
+        if resource in REVIEW_RESOURCES and not metrics_auth:
+            continue
         if permission.api_group == "kopf.dev" and resource in PEERING_RESOURCES:
             if not peering:
                 continue
@@ -393,13 +398,18 @@ def _diff(granted: set[Grant], expected: set[Grant]) -> str:
 
 
 @pytest.mark.parametrize(
-    "scenario", ["defaults", "ha-with-servicemonitor", "standalone-pinned-image", "platform-policy"]
+    "scenario",
+    ["defaults", "ha-with-servicemonitor", "standalone-pinned-image", "platform-policy", "fixed-priority"],
 )
 def test_cluster_wide_rbac_is_exactly_the_permissions_table(render_chart: RenderChart, scenario: str) -> None:
     values = SCENARIOS[scenario]
     grants = operator_grants(render_chart(values))
     assert set(grants) == {None}
-    expected = expected_grants(peering=values.get("peering", {}).get("enabled", True), namespaced=False)
+    expected = expected_grants(
+        peering=values.get("peering", {}).get("enabled", True),
+        namespaced=False,
+        metrics_auth=values.get("metrics", {}).get("auth", "kubernetes") == "kubernetes",
+    )
     assert grants[None] == expected, _diff(grants[None], expected)
 
 
@@ -523,6 +533,26 @@ def test_aggregated_roles_let_namespace_admins_grant_codepilot_rights(render_cha
 # --- metrics, ServiceMonitor, NOTES -------------------------------------------------------------------
 
 
+def test_metrics_are_guarded_by_default_and_the_scraper_sends_a_token(render_chart: RenderChart) -> None:
+    """/metrics answers only tokens the API server allows (metrics.auth kubernetes, the default): the
+    ServiceMonitor sends Prometheus's ServiceAccount token, and a reader role exists to bind it to."""
+    rendered = render_chart({"serviceMonitor": {"enabled": True}})
+    (endpoint,) = rendered.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    reader = rendered.one("ClusterRole", f"{RELEASE}-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert "--metrics-auth=kubernetes" in _operator_container(rendered)["args"]
+    assert f"--clusterrole={RELEASE}-metrics-reader" in rendered.notes
+
+    open_metrics = render_chart({"serviceMonitor": {"enabled": True}, "metrics": {"auth": "none"}})
+    (endpoint,) = open_metrics.one("ServiceMonitor")["spec"]["endpoints"]
+    assert "bearerTokenFile" not in endpoint
+    assert not [
+        r for r in open_metrics.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader")
+    ]
+    assert "WARNING: metrics.auth is none" in open_metrics.notes
+
+
 def test_servicemonitor_is_optional_and_selects_the_metrics_service(render_chart: RenderChart) -> None:
     assert not render_chart().of_kind("ServiceMonitor")
     rendered = render_chart(SCENARIOS["ha-with-servicemonitor"])
@@ -574,12 +604,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+def _http(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         url,
         method="POST" if body is not None else "GET",
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -654,6 +687,12 @@ def test_chart_container_runs_the_operator(
             "policy": {"serviceAccounts": ["inference"]},
         }
     )
+
+    def prometheus(emulator: Any) -> None:  # a Prometheus ServiceAccount bound to the metrics-reader role
+        emulator.tokens["prometheus-token"] = {"username": "system:serviceaccount:monitoring:prometheus"}
+        emulator.metrics_readers.add("system:serviceaccount:monitoring:prometheus")
+
+    kube_emulator.call(prometheus)
     peering = rendered.one("ClusterKopfPeering")
     status, text = _http(f"{kube_emulator.url}/apis/kopf.dev/v1/clusterkopfpeerings", body=peering)
     assert status in (200, 201), text  # what `helm install` creates before the operator starts
@@ -680,7 +719,8 @@ def test_chart_container_runs_the_operator(
         for probe in ("readinessProbe", "livenessProbe"):
             path = container[probe]["httpGet"]["path"]
             _poll(f"{probe} {path}", lambda path=path: _http(base + path)[0] == 200, proc, log)
-        status, metrics = _http(base + "/metrics")
+        assert _http(base + "/metrics")[0] == 401, "metrics.auth kubernetes is the chart's default"
+        status, metrics = _http(base + "/metrics", token="prometheus-token")
         assert status == 200 and "codepilot_reconcile_duration_seconds" in metrics
 
         peering_url = (

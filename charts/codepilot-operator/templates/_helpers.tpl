@@ -75,6 +75,14 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
   resources: ["clusterkopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+{{- if eq .Values.metrics.auth "kubernetes" }}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end }}
 {{- end -}}
 
 {{- define "codepilot.namespacedRules" -}}

@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         drift_interval=args.drift_interval,
         progress_interval=args.progress_interval,
         metrics_socket=sock,
+        metrics_auth=args.metrics_auth,
         namespaces=tuple(args.namespace or ()),
         peering=bool(args.peering),
         weight_snapshots=args.weight_snapshots,
@@ -255,6 +256,14 @@ def register(subparsers: Any) -> None:
         default=8080,
         metavar="PORT",
         help="port of /metrics, /healthz, /readyz (0: off)",
+    )
+    p.add_argument(
+        "--metrics-auth",
+        choices=["kubernetes", "none"],
+        default="kubernetes",
+        help="who may read /metrics: kubernetes (default) needs a bearer token that the API server "
+        "authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview); none: anyone who "
+        "reaches the port. /healthz and /readyz never need a token",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(handler=cmd_run)

@@ -69,6 +69,18 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("", "namespaces", frozenset({"get", "list", "watch"}), "kopf serves all namespaces"),
     Permission(
+        "authentication.k8s.io",
+        "tokenreviews",
+        frozenset({"create"}),
+        "/metrics: who presents this bearer token (--metrics-auth kubernetes)",
+    ),
+    Permission(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        frozenset({"create"}),
+        "/metrics: may that user get the non-resource URL /metrics (--metrics-auth kubernetes)",
+    ),
+    Permission(
         "kopf.dev",
         "clusterkopfpeerings",
         frozenset({"get", "list", "watch", "patch"}),

@@ -35,6 +35,7 @@ from codepilot_operator.clients.prometheus import PrometheusClient
 from codepilot_operator.reconcile import events, health, metrics
 from codepilot_operator.reconcile.admission import Admission
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
+from codepilot_operator.reconcile.metrics_auth import MetricsAuth
 from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
 from codepilot_operator.reconcile.reconcile import Prepare, Result, RolloutDeps, observe, plain, reconcile
 from codepilot_operator.reconcile.report import StatusSink, client_sink, write_status
@@ -75,6 +76,9 @@ class Options:
     # While pods are starting, status is refreshed this often (0: only every drift interval).
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     metrics_socket: Any = None  # a bound socket.socket for /metrics, /healthz, /readyz; None: no server
+    # "kubernetes": /metrics needs a bearer token the API server authenticates and authorizes
+    # (reconcile/metrics_auth.py); "none": anyone who reaches the port.
+    metrics_auth: str = "kubernetes"
     namespaces: tuple[str, ...] = ()  # what the operator serves (empty: all namespaces)
     peering: bool = False
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
@@ -422,9 +426,13 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
         state = memo[MEMO_HEALTH] = health.Health(
             watch_expected=not options.peering, indexed=lambda: len(bodies)
         )
-        if options.metrics_socket is not None:
-            memo["metrics_runner"] = await metrics.start_server(state, options.metrics_socket)
+        # Before the server: the /metrics guard asks the API server who presents a token.
         kube = memo[MEMO_KUBE] = KubeClient(options.kube_config or load_config(options.kubeconfig))
+        if options.metrics_socket is not None:
+            guard = [MetricsAuth(kube).middleware] if options.metrics_auth == "kubernetes" else []
+            memo["metrics_runner"] = await metrics.start_server(
+                state, options.metrics_socket, middlewares=guard
+            )
         memo[MEMO_ADMISSION] = Admission(kube, options.platform)
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
         memo[MEMO_PREPARE] = _prepare_step(options, kube)
