@@ -1,4 +1,5 @@
-"""The platform's policy (api/platform.py), checked before anything of a CodePilot is read or rendered.
+"""The platform's policy (api/platform.py), checked before a CodePilot's credentials are used or anything
+is rendered.
 
 A CodePilot's author chooses names; the operator turns them into pods running under the operator's own
 authority. Without this check, anyone who may edit CodePilots could have the operator mount any Secret
@@ -8,8 +9,8 @@ cluster's highest priority. So each spec a served version is rendered from is ch
 - the fetcher image (it receives the S3 credentials) is the operator's own or one the platform allows;
 - the ServiceAccount and the PriorityClass are ones the platform allows;
 - every Secret the pods would reference exists and carries the allow label its owner sets
-  (``serving.codepilot.dev/allow-codepilot=true``), and is among the platform's Secret names if it
-  set any (then RBAC lets the operator read no other).
+  (``ALLOW_LABEL``), and is among the platform's Secret names if it set any (then RBAC lets the
+  operator read no other).
 
 A refusal stops the reconcile before the snapshot step reads the credentials and before any child is
 applied; Degraded (and WeightsVerified, for the credentials) say which field, and what to do. Pods
