@@ -4,7 +4,10 @@ Prints: time until every CodePilot is Reconciled, API requests per CodePilot by 
 per CodePilot against the number of children, writes and reads during one idle drift resync, and the
 operator's RSS. Goals: writes on create <= children + 2, zero writes when idle, RSS < 200 MB.
 
-    python3 bench/reconcile.py [--count 500] [--drift-interval 60] [--progress-interval 15]
+    python3 bench/reconcile.py [--count 500] [--drift-interval 60] [--progress-interval 15] [--secret]
+
+--secret gives every CodePilot a credentials Secret (labelled as the platform policy requires), so the
+admission check's Secret reads show in the figures: one per CodePilot on create, none when idle.
 
 Not a test: figures depend on the machine; the emulator runs in this process, the operator in its own.
 """
@@ -25,6 +28,7 @@ from tests.e2e.conftest import Api, Operator  # noqa: E402
 from tests.fixtures.kube import EmulatorThread  # noqa: E402
 from tests.helpers import manifest  # noqa: E402
 
+from codepilot_operator.api.platform import ALLOW_LABEL  # noqa: E402
 from codepilot_operator.loader import parse_codepilot  # noqa: E402
 from codepilot_operator.render import render  # noqa: E402
 
@@ -59,6 +63,9 @@ def main() -> int:
     parser.add_argument("--drift-interval", type=float, default=60.0, help="the operator's default")
     parser.add_argument("--progress-interval", type=float, default=15.0, help="the operator's default")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--secret", action="store_true", help="every CodePilot names an allowed credentials Secret"
+    )
     args = parser.parse_args()
 
     emulator = EmulatorThread().start()
@@ -75,11 +82,21 @@ def main() -> int:
         assert operator.proc is not None
         baseline = len(emulator.call(lambda e: e.calls))
         docs = []
+        extra = {"spec.model.source.credentialsSecret": "s3-credentials"} if args.secret else {}
         for i in range(args.count):
             doc = manifest(
-                **{"metadata.name": f"coder-{i:04d}", "metadata.namespace": f"bench-{i % args.namespaces}"}
+                **{
+                    "metadata.name": f"coder-{i:04d}",
+                    "metadata.namespace": f"bench-{i % args.namespaces}",
+                    **extra,
+                }
             )
             docs.append(doc)
+        if args.secret:
+            for n in range(args.namespaces):
+                meta = {"name": "s3-credentials", "namespace": f"bench-{n}", "labels": {ALLOW_LABEL: "true"}}
+                api.create("secrets", {"metadata": meta, "data": {}})
+            baseline = len(emulator.call(lambda e: e.calls))
         children = len(render(parse_codepilot(docs[0])))
         started = time.monotonic()
         for doc in docs:
@@ -102,6 +119,8 @@ def main() -> int:
         print("API requests per CodePilot by verb (create phase):")
         for verb, n in sorted(by_verb.items()):
             print(f"  {verb:7s} {n / args.count:6.2f}")
+        secret_reads = sum(1 for c in calls if c.resource == "secrets")
+        print(f"  Secret reads (admission): {secret_reads / args.count:.2f}")
         per_cp = len(state_writes) / args.count
         print(
             f"writes on create per CodePilot: {per_cp:.2f} (goal <= children + 2 = {children + 2}); "
@@ -120,10 +139,12 @@ def main() -> int:
         idle = emulator.call(lambda e: list(e.calls))[mark:]
         idle_writes = [c for c in idle if c.write]
         idle_verbs = dict(Counter(c.verb for c in idle))
+        idle_secrets = sum(1 for c in idle if c.resource == "secrets")
         print(
             f"idle ({args.drift_interval * 1.5:.0f}s, nothing changed; no Deployment controller in the "
             f"emulator, so all stay not Ready and get progress refreshes too): {len(idle)} requests "
-            f"{idle_verbs}, {len(idle) / args.count:.1f} per CodePilot, writes: {len(idle_writes)} (goal 0)"
+            f"{idle_verbs}, {len(idle) / args.count:.1f} per CodePilot, writes: {len(idle_writes)} (goal 0), "
+            f"Secret reads: {idle_secrets}"
         )
         rss, hwm = rss_mb(operator.proc.pid)
         print(f"operator RSS: {rss:.0f} MB now, {max(hwm, peak_seen):.0f} MB peak (goal < 200 MB)")

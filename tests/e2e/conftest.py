@@ -109,6 +109,7 @@ class Operator:
         extra_args: tuple[str, ...] = (),
         progress_interval: float = PROGRESS_INTERVAL,
         weight_snapshots: bool = False,
+        metrics_auth: str = "none",
     ):
         self.kubeconfig = kubeconfig
         self.drift_interval = drift_interval
@@ -117,6 +118,9 @@ class Operator:
         # Off for the reconcile-mechanics tests (their CodePilots point at no S3 server); on, against a
         # real SeaweedFS, in test_weights.py. `codepilot run` itself defaults to on.
         self.weight_snapshots = weight_snapshots
+        # Off for the tests that read /metrics as a plain client; tests/e2e/test_metrics_auth.py turns it on
+        # (`codepilot run` and the chart default to kubernetes).
+        self.metrics_auth = metrics_auth
         self.name = kubeconfig.stem if kubeconfig.stem != "kubeconfig" else "operator"
         self.log_dir = log_dir
         self.metrics_port = 0
@@ -135,7 +139,7 @@ class Operator:
             str(self.progress_interval),
         ]
         cmd += ["--weight-snapshots" if self.weight_snapshots else "--no-weight-snapshots"]
-        cmd += ["--metrics-host", "127.0.0.1"]
+        cmd += ["--metrics-host", "127.0.0.1", "--metrics-auth", self.metrics_auth]
         cmd += ["--metrics-port", str(self.metrics_port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         wait_for("the operator's /readyz", self.ready)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE
 from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, Operator, wait_for
 from tests.fixtures.kube import EmulatorThread
 from tests.helpers import manifest
@@ -41,10 +42,11 @@ def b64(raw: bytes) -> str:
 
 
 def secret(namespace: str, data: dict[str, str]) -> dict[str, Any]:
+    """A credentials Secret its owner allows CodePilots to use (the platform's policy needs the label)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": namespace},
+        "metadata": {"name": SECRET, "namespace": namespace, "labels": {ALLOW_LABEL: ALLOW_VALUE}},
         "data": data,
     }
 

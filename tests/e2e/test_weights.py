@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from codepilot_operator.api.platform import ALLOW_LABEL
 from codepilot_operator.loader import parse_codepilot
 from codepilot_operator.snapshots.service import Credentials, store_for
 from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, Operator, wait_for
@@ -45,7 +46,7 @@ def _secret(namespace: str, server: SeaweedFS) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": namespace},
+        "metadata": {"name": SECRET, "namespace": namespace, "labels": {ALLOW_LABEL: "true"}},
         "data": {
             "AWS_ACCESS_KEY_ID": b64(server.access_key),
             "AWS_SECRET_ACCESS_KEY": b64(server.secret_key),

@@ -26,12 +26,12 @@ import yaml
 from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
 
 import codepilot_operator
-from codepilot_operator.api.spec import DEFAULT_FETCHER_IMAGE
+from codepilot_operator.api.platform import DEFAULT_FETCHER_IMAGE, IMAGE_PATTERN, PlatformPolicy
 from codepilot_operator.cli import build_parser
 from codepilot_operator.clients.permissions import PERMISSIONS
 from tests.fixtures.helm import CHART_DIR, RELEASE, RELEASE_NAMESPACE, RenderChart, RenderedChart
 from tests.fixtures.kube import EmulatorThread
-from tests.helpers import KUBERNETES_VERSION, validate_builtin
+from tests.helpers import KUBERNETES_VERSION, manifest, validate_builtin
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
 
@@ -74,7 +74,15 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         ],
         "priorityClassName": "system-cluster-critical",
     },
-    "fixed-priority": {"peering": {"priority": 100}, "metrics": {"port": 9090}},
+    "fixed-priority": {"peering": {"priority": 100}, "metrics": {"port": 9090, "auth": "none"}},
+    "platform-policy": {
+        "policy": {
+            "fetcherImages": ["registry.example.com/platform/fetchers/*", "ghcr.io/acme/fetch@*"],
+            "serviceAccounts": ["codepilot-inference"],
+            "priorityClasses": ["inference-critical"],
+            "secretNames": ["minio-credentials", "registry-pull"],
+        }
+    },
 }
 
 
@@ -232,6 +240,7 @@ def test_container_args_are_accepted_by_codepilot_run(render_chart: RenderChart,
     assert args.priority == peering.get("priority")
     metrics_port = values.get("metrics", {}).get("port", 8080)
     assert args.metrics_port == metrics_port
+    assert args.metrics_auth == values.get("metrics", {}).get("auth", "kubernetes")
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": metrics_port}
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -303,6 +312,10 @@ BAD_VALUES = {
     "no memory request": {"resources": {"requests": {"memory": None}}},
     "servicemonitor interval": {"serviceMonitor": {"enabled": True, "interval": "often"}},
     "image digest": {"image": {"repository": "x", "pullPolicy": "Always", "digest": "latest"}},
+    "unknown policy key": {"policy": {"serviceAccount": ["x"]}},
+    "fetcher image prefix without a separator": {"policy": {"fetcherImages": ["registry.example.com/team*"]}},
+    "service account not a name": {"policy": {"serviceAccounts": ["Not_A_Name"]}},
+    "secret names as a string": {"policy": {"secretNames": "minio-credentials"}},
 }
 
 
@@ -330,15 +343,19 @@ def test_unsafe_replica_settings_fail_to_render(
 # --- RBAC: exactly the permissions table ----------------------------------------------------------------
 
 PEERING_RESOURCES = {"clusterkopfpeerings", "kopfpeerings"}
-CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings"}
+REVIEW_RESOURCES = {"tokenreviews", "subjectaccessreviews"}
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "clusterkopfpeerings", *REVIEW_RESOURCES}
 
 
-def expected_grants(*, peering: bool, namespaced: bool) -> set[Grant]:
+def expected_grants(*, peering: bool, namespaced: bool, metrics_auth: bool = True) -> set[Grant]:
     """PERMISSIONS as (group, resource, verb), with kopf's peering rule: ClusterKopfPeering when watching
-    all namespaces, KopfPeering in each namespace when watching a list, neither when standalone."""
+    all namespaces, KopfPeering in each namespace when watching a list, neither when standalone; the
+    reviews only when /metrics is guarded (metrics.auth kubernetes)."""
     grants: set[Grant] = set()
     for permission in PERMISSIONS:
         resource = permission.resource
+        if resource in REVIEW_RESOURCES and not metrics_auth:
+            continue
         if permission.api_group == "kopf.dev" and resource in PEERING_RESOURCES:
             if not peering:
                 continue
@@ -348,9 +365,11 @@ def expected_grants(*, peering: bool, namespaced: bool) -> set[Grant]:
 
 
 def _rule_grants(rules: list[dict[str, Any]]) -> set[Grant]:
+    """(group, resource, verb) granted; resourceNames narrow a grant and are checked on their own."""
     grants: set[Grant] = set()
     for rule in rules:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"resourceNames/nonResourceURLs: {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, f"nonResourceURLs: {rule}"
+        assert "resourceNames" not in rule or rule["resources"] == ["secrets"], rule
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {field}: {rule}"
         grants |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
@@ -378,12 +397,19 @@ def _diff(granted: set[Grant], expected: set[Grant]) -> str:
     return f"missing: {sorted(expected - granted)}; broader than permissions.py: {sorted(granted - expected)}"
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "ha-with-servicemonitor", "standalone-pinned-image"])
+@pytest.mark.parametrize(
+    "scenario",
+    ["defaults", "ha-with-servicemonitor", "standalone-pinned-image", "platform-policy", "fixed-priority"],
+)
 def test_cluster_wide_rbac_is_exactly_the_permissions_table(render_chart: RenderChart, scenario: str) -> None:
     values = SCENARIOS[scenario]
     grants = operator_grants(render_chart(values))
     assert set(grants) == {None}
-    expected = expected_grants(peering=values.get("peering", {}).get("enabled", True), namespaced=False)
+    expected = expected_grants(
+        peering=values.get("peering", {}).get("enabled", True),
+        namespaced=False,
+        metrics_auth=values.get("metrics", {}).get("auth", "kubernetes") == "kubernetes",
+    )
     assert grants[None] == expected, _diff(grants[None], expected)
 
 
@@ -398,6 +424,66 @@ def test_namespaced_watch_grants_workload_rights_only_in_watched_namespaces(
     assert not {resource for _, resource, _ in grants["team-a"]} & CLUSTER_SCOPED
     union = grants[None] | grants["team-a"]
     assert union == expected, _diff(union, expected)
+
+
+def _secret_rules(rendered: RenderedChart) -> list[dict[str, Any]]:
+    roles = rendered.of_kind("ClusterRole")
+    return [rule for role in roles for rule in role["rules"] if "secrets" in rule.get("resources", [])]
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a", "team-b"]], ids=["cluster-wide", "namespaced"])
+def test_secret_names_narrow_the_operators_secret_rbac_to_exactly_them(
+    render_chart: RenderChart, watch: list[str]
+) -> None:
+    """RBAC cannot say "only Secrets with this label": without policy.secretNames the operator may get
+    any Secret where it works (and checks the label itself); with them, RBAC allows only those names,
+    and the operator refuses any other name before asking (the same list reaches it in its ConfigMap)."""
+    operator = {"watchNamespaces": watch}
+    assert _secret_rules(render_chart({"operator": operator})) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    ]
+    names = ["minio-credentials", "registry-pull"]
+    rendered = render_chart({"operator": operator, "policy": {"secretNames": names}})
+    assert _secret_rules(rendered) == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": names}
+    ]
+    assert _platform(rendered).secret_names == tuple(names)
+
+
+def _platform(rendered: RenderedChart) -> PlatformPolicy:
+    """What `codepilot run --platform` reads from the chart's ConfigMap."""
+    text = rendered.one("ConfigMap", f"{RELEASE}-platform")["data"]["platform.yaml"]
+    return PlatformPolicy.model_validate(yaml.safe_load(text))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_platform_configmap_says_what_the_values_say(render_chart: RenderChart, scenario: str) -> None:
+    values = SCENARIOS[scenario]
+    rendered = render_chart(values)
+    platform = _platform(rendered)
+    assert platform.fetcher_image == _operator_container(rendered)["image"], "the fetcher runs the operator"
+    policy = values.get("policy", {})
+    assert platform.allowed_fetcher_images == tuple(policy.get("fetcherImages", ()))
+    assert platform.allowed_service_accounts == tuple(policy.get("serviceAccounts", ()))
+    assert platform.allowed_priority_classes == tuple(policy.get("priorityClasses", ()))
+    assert platform.secret_names == tuple(policy.get("secretNames", ()))
+    deployment = rendered.one("Deployment")["spec"]["template"]
+    assert "--platform=/etc/codepilot/platform.yaml" in _operator_container(rendered)["args"]
+    assert {"configMap": {"name": f"{RELEASE}-platform"}, "name": "platform"} in deployment["spec"]["volumes"]
+    assert deployment["metadata"]["annotations"]["checksum/platform"]
+
+
+def test_a_policy_change_rolls_the_operator(render_chart: RenderChart) -> None:
+    """The operator reads its platform file once: a changed value must restart it."""
+    before = render_chart().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    after = render_chart({"policy": {"serviceAccounts": ["codepilot-inference"]}}).one("Deployment")
+    assert after["spec"]["template"]["metadata"]["annotations"] != before
+
+
+def test_chart_and_operator_agree_on_the_fetcher_image_pattern() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    pattern = schema["properties"]["policy"]["properties"]["fetcherImages"]["items"]["pattern"]
+    assert pattern == IMAGE_PATTERN
 
 
 def test_rbac_check_catches_a_broader_role(render_chart: RenderChart) -> None:
@@ -447,6 +533,26 @@ def test_aggregated_roles_let_namespace_admins_grant_codepilot_rights(render_cha
 # --- metrics, ServiceMonitor, NOTES -------------------------------------------------------------------
 
 
+def test_metrics_are_guarded_by_default_and_the_scraper_sends_a_token(render_chart: RenderChart) -> None:
+    """/metrics answers only tokens the API server allows (metrics.auth kubernetes, the default): the
+    ServiceMonitor sends Prometheus's ServiceAccount token, and a reader role exists to bind it to."""
+    rendered = render_chart({"serviceMonitor": {"enabled": True}})
+    (endpoint,) = rendered.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    reader = rendered.one("ClusterRole", f"{RELEASE}-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert "--metrics-auth=kubernetes" in _operator_container(rendered)["args"]
+    assert f"--clusterrole={RELEASE}-metrics-reader" in rendered.notes
+
+    open_metrics = render_chart({"serviceMonitor": {"enabled": True}, "metrics": {"auth": "none"}})
+    (endpoint,) = open_metrics.one("ServiceMonitor")["spec"]["endpoints"]
+    assert "bearerTokenFile" not in endpoint
+    assert not [
+        r for r in open_metrics.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader")
+    ]
+    assert "WARNING: metrics.auth is none" in open_metrics.notes
+
+
 def test_servicemonitor_is_optional_and_selects_the_metrics_service(render_chart: RenderChart) -> None:
     assert not render_chart().of_kind("ServiceMonitor")
     rendered = render_chart(SCENARIOS["ha-with-servicemonitor"])
@@ -463,6 +569,16 @@ def test_servicemonitor_is_optional_and_selects_the_metrics_service(render_chart
     assert endpoint["honorLabels"] is True
     pod_labels = rendered.one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_notes_tell_how_to_allow_a_secret_and_what_the_policy_allows(render_chart: RenderChart) -> None:
+    notes = render_chart().notes
+    assert "label secret minio-credentials serving.codepilot.dev/allow-codepilot=true" in notes
+    assert "ServiceAccounts:  only the namespace's default" in notes
+    assert "every Secret in every namespace: set policy.secretNames to narrow it" in notes
+    notes = render_chart(SCENARIOS["platform-policy"]).notes
+    assert "ServiceAccounts:  codepilot-inference and the namespace's default" in notes
+    assert "Secret names:     minio-credentials, registry-pull (the operator's RBAC allows no other)" in notes
 
 
 def test_notes_tell_how_to_upgrade_crds(render_chart: RenderChart) -> None:
@@ -488,12 +604,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http(url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+def _http(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         url,
         method="POST" if body is not None else "GET",
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
+        headers=headers,
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -513,6 +632,31 @@ def _pod_env(container: dict[str, Any], pod_name: str) -> dict[str, str]:
     }
 
 
+def _mounted_config_maps(rendered: RenderedChart, container: dict[str, Any], root: Path) -> dict[str, Path]:
+    """The pod's ConfigMap volumes written under ``root`` as the kubelet mounts them: mountPath -> dir."""
+    pod = rendered.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {}
+    for mount in container["volumeMounts"]:
+        source = volumes[mount["name"]]
+        if "configMap" in source:
+            target = root / mount["name"]
+            target.mkdir()
+            for key, value in rendered.one("ConfigMap", source["configMap"]["name"])["data"].items():
+                (target / key).write_text(value)
+            mounted[mount["mountPath"]] = target
+    return mounted
+
+
+def _on_this_machine(args: list[str], mounted: dict[str, Path]) -> list[str]:
+    out = []
+    for arg in args:
+        for path, local in mounted.items():
+            arg = arg.replace(f"{path}/", f"{local}/")
+        out.append(arg)
+    return out
+
+
 def _poll(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -528,13 +672,27 @@ def _poll(what: str, check: Any, proc: subprocess.Popen[bytes], log: Path, timeo
 def test_chart_container_runs_the_operator(
     render_chart: RenderChart, kube_emulator: EmulatorThread, tmp_path: Path
 ) -> None:
-    """`codepilot <args>` exactly as the chart renders them, with the pod's env, against the Kubernetes
-    API emulator: the probes answer where the chart points them, metrics are served, and the operator
-    heartbeats into the peering object the chart creates, under the pod's name (POD_ID)."""
+    """`codepilot <args>` exactly as the chart renders them, with the pod's env and its mounted platform
+    ConfigMap, against the Kubernetes API emulator: the probes answer where the chart points them,
+    metrics are served, the operator heartbeats into the peering object the chart creates, under the
+    pod's name (POD_ID), and CodePilots get what the chart's values decide (the fetcher runs the chart's
+    image, a ServiceAccount the policy allows is used)."""
     port = _free_port()
     rendered = render_chart(
-        {"metrics": {"port": port}, "operator": {"extraArgs": ["--metrics-host=127.0.0.1"]}}
+        {
+            "image": {"repository": "registry.example.com/platform/codepilot-operator", "tag": "9.9.9"},
+            "metrics": {"port": port},
+            # No S3 server here: the weight snapshot step has its own tests (tests/e2e/test_weights.py).
+            "operator": {"extraArgs": ["--metrics-host=127.0.0.1", "--no-weight-snapshots"]},
+            "policy": {"serviceAccounts": ["inference"]},
+        }
     )
+
+    def prometheus(emulator: Any) -> None:  # a Prometheus ServiceAccount bound to the metrics-reader role
+        emulator.tokens["prometheus-token"] = {"username": "system:serviceaccount:monitoring:prometheus"}
+        emulator.metrics_readers.add("system:serviceaccount:monitoring:prometheus")
+
+    kube_emulator.call(prometheus)
     peering = rendered.one("ClusterKopfPeering")
     status, text = _http(f"{kube_emulator.url}/apis/kopf.dev/v1/clusterkopfpeerings", body=peering)
     assert status in (200, 201), text  # what `helm install` creates before the operator starts
@@ -549,7 +707,7 @@ def test_chart_container_runs_the_operator(
                 sys.executable,
                 "-m",
                 "codepilot_operator.cli",
-                *container["args"],
+                *_on_this_machine(container["args"], _mounted_config_maps(rendered, container, tmp_path)),
                 f"--kubeconfig={kubeconfig}",
             ],
             stdout=out,
@@ -561,7 +719,8 @@ def test_chart_container_runs_the_operator(
         for probe in ("readinessProbe", "livenessProbe"):
             path = container[probe]["httpGet"]["path"]
             _poll(f"{probe} {path}", lambda path=path: _http(base + path)[0] == 200, proc, log)
-        status, metrics = _http(base + "/metrics")
+        assert _http(base + "/metrics")[0] == 401, "metrics.auth kubernetes is the chart's default"
+        status, metrics = _http(base + "/metrics", token="prometheus-token")
         assert status == 200 and "codepilot_reconcile_duration_seconds" in metrics
 
         peering_url = (
@@ -574,6 +733,25 @@ def test_chart_container_runs_the_operator(
             log,
         )
         assert heartbeat["priority"] > 0
+
+        runtime = {"serviceAccountName": "inference"}
+        codepilot = manifest(**{"metadata.namespace": "team-chart", "spec.runtime": runtime})
+        status, text = _http(
+            f"{kube_emulator.url}/apis/serving.codepilot.dev/v1alpha1/namespaces/team-chart/codepilots",
+            body=codepilot,
+        )
+        assert status in (200, 201), text
+        deployments = f"{kube_emulator.url}/apis/apps/v1/namespaces/team-chart/deployments"
+        (deployment,) = _poll(
+            "the CodePilot's Deployment", lambda: json.loads(_http(deployments)[1])["items"], proc, log
+        )
+        pod = deployment["spec"]["template"]["spec"]
+        assert (
+            pod["initContainers"][0]["image"]
+            == container["image"]
+            == "registry.example.com/platform/codepilot-operator:9.9.9"
+        )
+        assert pod["serviceAccountName"] == "inference"
         denied = kube_emulator.call(lambda emulator: list(emulator.denied))
         assert denied == [], f"requests outside permissions.py: {denied}"
     finally:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from codepilot_operator.api.platform import DEFAULT_PLATFORM
 from codepilot_operator.clients.kube import Kind, PermissionDenied, allowed
 from codepilot_operator.clients.permissions import PERMISSIONS
 from codepilot_operator.reconcile import prune
@@ -32,7 +33,7 @@ def live_manifest(**overrides: Any) -> dict[str, Any]:
 
 def desired(**overrides: Any) -> list[dict[str, Any]]:
     cp = parse(live_manifest(**overrides))
-    return desired_objects(cp, served_versions(cp))
+    return desired_objects(cp, served_versions(cp), DEFAULT_PLATFORM)
 
 
 def as_live(obj: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from codepilot_operator.api.status import CodePilotStatus, TrackSnapshot
 from codepilot_operator.cli.support import dump_yaml_stream
 from codepilot_operator.render import ServedVersion, render, served_versions
 from codepilot_operator.render.names import dns_label, version_slug
+from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY
 from tests.helpers import EXAMPLES, codepilot, load_example, validate_builtin
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -99,6 +100,22 @@ def test_deployment_serves_triton_with_gpu_probes_and_shm() -> None:
     assert {p["containerPort"] for p in triton["ports"]} == {8000, 8001, 8002}
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert triton["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_every_container_has_a_read_only_root_and_writes_only_to_emptydirs() -> None:
+    """A compromised model server (or a model's own code) cannot change the image's files; what Triton
+    writes goes to the pod's emptyDirs (tests/integration/test_triton_readonly.py runs it that way)."""
+    pod = only(render(codepilot()), "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["initContainers"] + pod["containers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, container["name"]
+        for mount in container["volumeMounts"]:
+            if not mount.get("readOnly"):
+                assert set(volumes[mount["name"]]) == {"name", "emptyDir"}, mount
+    (triton,) = pod["containers"]
+    writable = {m["mountPath"] for m in triton["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {MODEL_REPOSITORY, "/tmp", "/dev/shm"}
+    assert {"name": "HOME", "value": "/tmp"} in triton["env"]
 
 
 def test_cpu_replica_requests_no_gpu() -> None:

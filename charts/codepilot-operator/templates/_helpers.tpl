@@ -48,6 +48,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{- end -}}
 {{- end -}}
 
+{{/* The operator's platform settings (templates/platform.yaml); its checksum rolls the operator. */}}
+{{- define "codepilot.platform" -}}
+# The weight fetcher of every CodePilot runs the operator's own image.
+fetcherImage: {{ include "codepilot.image" . | quote }}
+allowedFetcherImages: {{ .Values.policy.fetcherImages | default list | toJson }}
+allowedServiceAccounts: {{ .Values.policy.serviceAccounts | default list | toJson }}
+allowedPriorityClasses: {{ .Values.policy.priorityClasses | default list | toJson }}
+secretNames: {{ .Values.policy.secretNames | default list | toJson }}
+{{- end -}}
+
 {{/*
 The operator's permissions, split by scope. They must equal the table in
 operator/codepilot_operator/clients/permissions.py (tests/integration/test_chart.py checks it), with one
@@ -64,6 +74,14 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
   verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- if eq .Values.metrics.auth "kubernetes" }}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
 {{- end }}
 {{- end -}}
 
@@ -101,6 +119,9 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+  {{- with .Values.policy.secretNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -33,9 +33,10 @@ from codepilot_operator.api.fields import (
     Quantity,
     parse_quantity,
 )
+from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
-DEFAULT_FETCHER_IMAGE = "codepilot/codepilot-operator:0.1.0"
+DEFAULT_GATEWAY_IMAGE = "codepilot/codepilot-operator:0.1.0"
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -101,7 +102,10 @@ class ModelSource(SpecModel):
     )
     credentials_secret: ObjectName | None = Field(
         default=None,
-        description=f"Secret holding {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}; omit for anonymous access.",
+        description=(
+            f"Secret holding {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}; omit for anonymous access. It must carry "
+            f"the label {ALLOW_LABEL}={ALLOW_VALUE}."
+        ),
     )
     region: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9-]*$")] = Field(
         default="us-east-1", description="S3 region; MinIO ignores it."
@@ -219,17 +223,33 @@ class RuntimeSpec(SpecModel):
 
     image: Image = Field(default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image.")
     image_pull_policy: Annotated[str, Field(pattern=r"^(Always|IfNotPresent|Never)$")] = "IfNotPresent"
-    image_pull_secrets: list[ObjectName] = Field(default_factory=list, max_length=16)
-    fetcher_image: Image = Field(
-        default=DEFAULT_FETCHER_IMAGE,
-        description="Image of the init container that fetches and verifies the weights (codepilot fetch).",
+    image_pull_secrets: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=16,
+        description=f"Secrets to pull images with; each must carry the label {ALLOW_LABEL}={ALLOW_VALUE}.",
+    )
+    # No schema default: the API server would store it in every CodePilot, and a new operator image
+    # (helm upgrade) would never reach the CodePilots created before it.
+    fetcher_image: Image | None = Field(
+        default=None,
+        description=(
+            "Image of the init container that fetches and verifies the weights (codepilot fetch); default: "
+            "the operator's own image. An override must be one the platform allows "
+            "(chart policy.fetcherImages)."
+        ),
     )
     gpus: Annotated[Int, Field(ge=0, le=16)] = Field(default=1, description="nvidia.com/gpu per replica.")
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[LabelKey, OptionalLabelValue] = Field(default_factory=dict, max_length=64)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
-    service_account_name: ObjectName | None = None
-    priority_class_name: ObjectName | None = None
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="ServiceAccount of the pods: a name the platform allows (chart policy.serviceAccounts).",
+    )
+    priority_class_name: ObjectName | None = Field(
+        default=None,
+        description="PriorityClass of the pods: a name the platform allows (chart policy.priorityClasses).",
+    )
     max_tokens: Annotated[Int, Field(ge=1, le=1_048_576)] = Field(
         default=2048, description="Upper bound on tokens generated per request."
     )
@@ -553,7 +573,7 @@ class ApiSpec(SpecModel):
     )
     replicas: Annotated[Int, Field(ge=1, le=100)] = Field(default=1, description="Gateway replicas.")
     image: Image = Field(
-        default=DEFAULT_FETCHER_IMAGE, description="Image of the gateway (the operator's own image)."
+        default=DEFAULT_GATEWAY_IMAGE, description="Image of the gateway (the operator's own image)."
     )
 
 

@@ -50,6 +50,12 @@ class Reason(StrEnum):
     STALLED = "Stalled"
     ROLLOUT_IN_PROGRESS = "RolloutInProgress"
     AS_EXPECTED = "AsExpected"
+    # The platform's policy refused the spec (api/platform.py): nothing was read, rendered or applied.
+    SECRET_NOT_ALLOWED = "SecretNotAllowed"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
+    SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
+    PRIORITY_CLASS_NOT_ALLOWED = "PriorityClassNotAllowed"
 
 
 class ConditionStatus(StrEnum):

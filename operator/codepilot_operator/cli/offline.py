@@ -7,13 +7,14 @@ import json
 import sys
 from typing import Any
 
-from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots, write_output
+from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots, load_platform, write_output
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from codepilot_operator.render import render
 
-    objects = [obj for cp in load_codepilots(args.files) for obj in render(cp)]
+    platform = load_platform(args.platform)
+    objects = [obj for cp in load_codepilots(args.files) for obj in render(cp, platform=platform)]
     if args.output == "json":
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
     else:
@@ -45,6 +46,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="CodePilot manifest(s); - for stdin")
     p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.add_argument(
+        "--platform",
+        metavar="FILE",
+        help="the platform's settings, as the operator reads them (the chart's <release>-platform "
+        "ConfigMap, key platform.yaml); default: the chart's defaults",
+    )
     p.set_defaults(handler=cmd_render)
 
     p = subparsers.add_parser("validate", help="check CodePilot manifests against the API")

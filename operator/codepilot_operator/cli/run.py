@@ -3,10 +3,11 @@
 kopf and lightkube are imported inside the handler so that ``codepilot render`` stays fast.
 
 Everything that can fail before the operator works is checked before kopf starts, each with one line
-and exit code 2: the Kubernetes connection (a kubeconfig that does not load, or none at all) and the
-metrics port (bound here, then handed to the server). kopf retries a failing startup forever while the
-probe server answers, which is how a broken start once looked alive; a startup that fails anyway, or
-kopf stopping on an error, ends the process with one line and exit code 1.
+and exit code 2: the platform file (--platform), the Kubernetes connection (a kubeconfig that does not
+load, or none at all) and the metrics port (bound here, then handed to the server). kopf retries a
+failing startup forever while the probe server answers, which is how a broken start once looked alive;
+a startup that fails anyway, or kopf stopping on an error, ends the process with one line and exit
+code 1.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from codepilot_operator.cli.support import UsageError
+from codepilot_operator.cli.support import UsageError, load_platform
 
 PEERING_DEFAULT_NAME = "codepilot-operator"
 MAX_INTERVAL = 86400.0  # a day; beyond it "restores a deleted child" stops meaning anything
@@ -130,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from codepilot_operator.reconcile.handlers import Options, register
 
+    platform = load_platform(args.platform)
     if args.kubeconfig:
         if not os.path.isfile(args.kubeconfig):
             raise UsageError(f"--kubeconfig: {args.kubeconfig}: no such file")
@@ -148,10 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         drift_interval=args.drift_interval,
         progress_interval=args.progress_interval,
         metrics_socket=sock,
+        metrics_auth=args.metrics_auth,
         namespaces=tuple(args.namespace or ()),
         peering=bool(args.peering),
         weight_snapshots=args.weight_snapshots,
         prometheus_url=args.prometheus_url,
+        platform=platform,
     )
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -218,6 +222,13 @@ def register(subparsers: Any) -> None:
         "the snapshot in status (default: on; needs the S3 endpoint and the credentials Secret)",
     )
     p.add_argument(
+        "--platform",
+        metavar="FILE",
+        help="the platform's settings and policy (YAML: fetcherImage, allowedFetcherImages, "
+        "allowedServiceAccounts, allowedPriorityClasses, secretNames); the chart mounts its "
+        "<release>-platform ConfigMap here. Default: the operator's own image, nothing else allowed",
+    )
+    p.add_argument(
         "--drift-interval",
         type=interval,
         default=60.0,
@@ -245,6 +256,14 @@ def register(subparsers: Any) -> None:
         default=8080,
         metavar="PORT",
         help="port of /metrics, /healthz, /readyz (0: off)",
+    )
+    p.add_argument(
+        "--metrics-auth",
+        choices=["kubernetes", "none"],
+        default="kubernetes",
+        help="who may read /metrics: kubernetes (default) needs a bearer token that the API server "
+        "authenticates (TokenReview) and allows to get /metrics (SubjectAccessReview); none: anyone who "
+        "reaches the port. /healthz and /readyz never need a token",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(handler=cmd_run)

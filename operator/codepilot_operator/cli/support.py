@@ -18,6 +18,7 @@ import yaml
 
 if TYPE_CHECKING:
     from codepilot_operator.api import CodePilot
+    from codepilot_operator.api.platform import PlatformPolicy
 
 EXIT_INVALID = 2
 
@@ -149,6 +150,37 @@ def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
     if problems:
         raise UsageError(*problems)
     return codepilots
+
+
+def load_platform(path: str | None) -> PlatformPolicy:
+    """The platform's policy from ``--platform FILE`` (the chart's ConfigMap), or the chart's defaults."""
+    from pydantic import ValidationError
+
+    from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
+    from codepilot_operator.loader import validation_problems
+
+    if path is None:
+        return DEFAULT_PLATFORM
+    try:
+        text, source = read_text(path)
+    except UsageError as exc:
+        raise UsageError(*(f"--platform {problem}" for problem in exc.problems)) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--platform {source}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise UsageError(
+            f"--platform {source}: expected a mapping of settings, got {type(document).__name__}"
+        )
+    try:
+        return PlatformPolicy.model_validate(document)
+    except ValidationError as exc:
+        raise UsageError(
+            *(f"--platform {source}: {problem}" for problem in validation_problems(exc))
+        ) from None
 
 
 def load_one_codepilot(path: str) -> CodePilot:

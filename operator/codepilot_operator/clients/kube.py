@@ -25,7 +25,12 @@ from typing import Any, TypeVar
 import httpx2
 from lightkube import ALL_NS, ApiError, AsyncClient, KubeConfig
 from lightkube.core.resource import ApiInfo
-from lightkube.generic_resource import GenericNamespacedResource, GenericNamespacedStatus, create_api_info
+from lightkube.generic_resource import (
+    GenericGlobalResource,
+    GenericNamespacedResource,
+    GenericNamespacedStatus,
+    create_api_info,
+)
 from lightkube.types import PatchType
 
 from codepilot_operator.clients.permissions import PERMISSIONS, Permission
@@ -139,6 +144,16 @@ def _status_class(kind: Kind) -> type[GenericNamespacedStatus]:
 
     Status.__name__ = Status.__qualname__ = f"{kind.kind}Status"
     return Status
+
+
+def review_class(kind: Kind) -> type[GenericGlobalResource]:
+    """A cluster-scoped lightkube resource class (TokenReview, SubjectAccessReview), never registered."""
+
+    class Review(GenericGlobalResource):
+        _api_info = create_api_info(kind.group, kind.version, kind.kind, kind.plural)
+
+    Review.__name__ = Review.__qualname__ = kind.kind
+    return Review
 
 
 def allowed(permissions: Iterable[Permission], group: str, resource: str, verb: str) -> bool:
@@ -354,6 +369,22 @@ class KubeClient:
                 f"create {what}: HTTP {exc.response.status_code}: {_message(exc)}",
                 f"Http{exc.response.status_code}",
             ) from exc
+        return dict(result)
+
+    async def review(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a review (TokenReview, SubjectAccessReview): the API server answers in ``status`` and
+        stores nothing. Retried like every call; any other HTTP error is raised as KubeUnavailable."""
+        kind = Kind.of(obj)
+        if not allowed(self._permissions, kind.group, kind.plural, "create"):
+            raise PermissionDenied(
+                f"create {kind.plural}.{kind.group} is not in clients/permissions.py PERMISSIONS"
+            )
+        res = review_class(kind)
+        try:
+            result = await self._call("create", kind.kind, lambda: self._client.create(res(**obj)))
+        except httpx2.HTTPStatusError as exc:
+            code = exc.response.status_code
+            raise KubeUnavailable(f"create {kind.kind}: HTTP {code}: {_message(exc)}", f"Http{code}") from exc
         return dict(result)
 
     async def delete(self, kind: Kind, namespace: str, name: str) -> bool:

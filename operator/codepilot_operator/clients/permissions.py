@@ -57,7 +57,8 @@ PERMISSIONS: tuple[Permission, ...] = (
         "",
         "secrets",
         frozenset({"get"}),
-        "the S3 credentials Secret named by spec.model.source.credentialsSecret (weight snapshots)",
+        "the Secrets a CodePilot names: their allow label (reconcile/admission.py), then the S3 credentials "
+        "for weight snapshots; never list/watch (the chart may narrow it with resourceNames)",
     ),
     Permission("", "events", frozenset({"create", "patch"}), "kopf posts Events on transitions"),
     Permission(
@@ -67,6 +68,18 @@ PERMISSIONS: tuple[Permission, ...] = (
         "kopf discovers the CodePilot resource",
     ),
     Permission("", "namespaces", frozenset({"get", "list", "watch"}), "kopf serves all namespaces"),
+    Permission(
+        "authentication.k8s.io",
+        "tokenreviews",
+        frozenset({"create"}),
+        "/metrics: who presents this bearer token (--metrics-auth kubernetes)",
+    ),
+    Permission(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        frozenset({"create"}),
+        "/metrics: may that user get the non-resource URL /metrics (--metrics-auth kubernetes)",
+    ),
     Permission(
         "kopf.dev",
         "clusterkopfpeerings",

@@ -2,9 +2,9 @@
 
 Every failure a CodePilot can cause ends the same way: conditions that name the cause (so ``kubectl
 describe`` shows an Event when they change), a metric, and a retry that is bounded. Known failures keep
-their own reasons (InvalidSpec, SnapshotFailed, ApplyFailed); anything else is a ReconcileError naming
-the exception's type and message, so a bug or an input nobody anticipated is visible on the object
-instead of only as a traceback in the operator's log.
+their own reasons (InvalidSpec, the platform policy's SecretNotAllowed and the like, SnapshotFailed,
+ApplyFailed); anything else is a ReconcileError naming the exception's type and message, so a bug or an
+input nobody anticipated is visible on the object instead of only as a traceback in the operator's log.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from codepilot_operator.clients.kube import KubeUnavailable
+from codepilot_operator.reconcile.admission import PolicyRefused
 from codepilot_operator.reconcile.reconcile import InvalidSpec, PrepareFailed
 from codepilot_operator.reconcile.status import (
     ConditionUpdate,
@@ -59,6 +60,10 @@ def classify(exc: Exception, *, retry_delay: float, retry: int = 0) -> Failure:
     """The Failure for an exception raised by reconcile(); ``retry`` counts earlier attempts."""
     if isinstance(exc, InvalidSpec):
         return Failure("InvalidSpec", str(exc), invalid_spec_conditions(exc.problems), None)
+    if isinstance(exc, PolicyRefused):
+        # An edit of the CodePilot is a change handled at once; a label set on the Secret is seen by the
+        # next drift resync, which runs at its full interval.
+        return Failure(exc.reason, f"refused by the platform's policy: {exc}", exc.conditions, None)
     if isinstance(exc, PrepareFailed):
         return Failure(exc.reason, str(exc), exc.conditions, exc.delay, snapshot=True)
     if isinstance(exc, KubeUnavailable):

@@ -28,11 +28,14 @@ from typing import Any, cast
 import kopf
 
 from codepilot_operator.api import GROUP, PLURAL, VERSION
+from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
 from codepilot_operator.clients.kube import KubeClient, load_config
 from codepilot_operator.clients.prometheus import PrometheusClient
 from codepilot_operator.reconcile import events, health, metrics
+from codepilot_operator.reconcile.admission import Admission
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
+from codepilot_operator.reconcile.metrics_auth import MetricsAuth
 from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
 from codepilot_operator.reconcile.reconcile import Prepare, Result, RolloutDeps, observe, plain, reconcile
 from codepilot_operator.reconcile.report import StatusSink, client_sink, write_status
@@ -52,6 +55,7 @@ DEFAULT_PROGRESS_INTERVAL = 15.0
 MEMO_KUBE = "kube"
 MEMO_PREPARE = "prepare"
 MEMO_HEALTH = "health"
+MEMO_ADMISSION = "admission"
 MEMO_LOCKS = "locks"
 MEMO_SCHEDULER = "scheduler"
 INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its handler id)
@@ -72,6 +76,9 @@ class Options:
     # While pods are starting, status is refreshed this often (0: only every drift interval).
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     metrics_socket: Any = None  # a bound socket.socket for /metrics, /healthz, /readyz; None: no server
+    # "kubernetes": /metrics needs a bearer token the API server authenticates and authorizes
+    # (reconcile/metrics_auth.py); "none": anyone who reaches the port.
+    metrics_auth: str = "kubernetes"
     namespaces: tuple[str, ...] = ()  # what the operator serves (empty: all namespaces)
     peering: bool = False
     retry_delay: float = 10.0  # kopf.TemporaryError delay when the API keeps failing
@@ -80,6 +87,8 @@ class Options:
     prepare: Prepare | None = None
     weight_snapshots: bool = True
     prometheus_url: str | None = None  # for canary analysis; spec.rollout.analysis.prometheusUrl wins
+    # What the platform decides (fetcher image, allowed ServiceAccounts, ...): --platform FILE.
+    platform: PlatformPolicy = DEFAULT_PLATFORM
 
 
 def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
@@ -131,11 +140,12 @@ async def _serve(
     started = time.monotonic()
     try:
         if trigger == JOB_PROGRESS:
-            result = await observe(body, kube)
+            result = await observe(body, kube, options.platform)
         else:
             result = await reconcile(
                 body,
                 kube,
+                admission=memo[MEMO_ADMISSION],
                 prepare=memo.get(MEMO_PREPARE),
                 before_write=owner,
                 rollout=_rollout_deps(options, memo),
@@ -416,9 +426,14 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
         state = memo[MEMO_HEALTH] = health.Health(
             watch_expected=not options.peering, indexed=lambda: len(bodies)
         )
-        if options.metrics_socket is not None:
-            memo["metrics_runner"] = await metrics.start_server(state, options.metrics_socket)
+        # Before the server: the /metrics guard asks the API server who presents a token.
         kube = memo[MEMO_KUBE] = KubeClient(options.kube_config or load_config(options.kubeconfig))
+        if options.metrics_socket is not None:
+            guard = [MetricsAuth(kube).middleware] if options.metrics_auth == "kubernetes" else []
+            memo["metrics_runner"] = await metrics.start_server(
+                state, options.metrics_socket, middlewares=guard
+            )
+        memo[MEMO_ADMISSION] = Admission(kube, options.platform)
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
         memo[MEMO_PREPARE] = _prepare_step(options, kube)
 

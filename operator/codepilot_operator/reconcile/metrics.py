@@ -7,9 +7,11 @@ stuck (the same reasoning as kopf's --liveness); what the probes answer is healt
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -100,8 +102,13 @@ def _probe(answer: tuple[bool, str]) -> web.Response:
     return web.Response(text=f"{why}\n", status=200 if ok else 503)
 
 
-async def start_server(probes: Probes, sock: socket.socket) -> web.AppRunner:
-    """Serve on ``sock``, bound by the caller: a busy port fails before the operator starts, not here."""
+async def start_server(
+    probes: Probes, sock: socket.socket, *, middlewares: Sequence[Middleware] = ()
+) -> web.AppRunner:
+    """Serve on ``sock``, bound by the caller: a busy port fails before the operator starts, not here.
+
+    ``middlewares``: e.g. metrics_auth's check of who may read /metrics (the probes stay open).
+    """
 
     async def healthz(_: web.Request) -> web.Response:
         return _probe(probes.liveness())
@@ -109,7 +116,7 @@ async def start_server(probes: Probes, sock: socket.socket) -> web.AppRunner:
     async def readyz(_: web.Request) -> web.Response:
         return _probe(probes.readiness())
 
-    app = web.Application()
+    app = web.Application(middlewares=list(middlewares))
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

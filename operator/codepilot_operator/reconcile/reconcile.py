@@ -1,5 +1,5 @@
-"""One idempotent reconcile: parse -> rollout step -> served versions -> render -> apply (SSA) -> prune
--> observe.
+"""One idempotent reconcile: parse -> rollout step -> served versions -> admit -> prepare -> render
+-> apply (SSA) -> prune -> observe.
 
 Every trigger (create, update, resume, the drift timer) runs this same function, so there is one code
 path to test and nothing depends on which event woke the operator. It returns what it saw; the kopf
@@ -8,6 +8,11 @@ handlers turn that into status, Events and metrics.
 The rollout step (reconcile/rollout.py) runs on the live children before anything is rendered: what it
 decides (weights, replicas, promotion) is rendered and applied in the same reconcile and written to
 status with it, so status and the objects carrying it out never disagree for longer than one apply.
+
+Admission (``admission.py``) then checks every version the step left served against the platform's
+policy, the stable one rendered from status.stableTemplate included: a refusal (``PolicyRefused``) stops
+the reconcile before the snapshot step reads a Secret and before any child is rendered or written; the
+same policy object is what render fills in the platform's choices from.
 
 Seam for weight snapshots: ``prepare`` runs after the served versions are known and before
 anything is rendered or applied. A "before rollout: ensure snapshot" step is one function passed as
@@ -26,9 +31,11 @@ from datetime import datetime
 from typing import Any
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
+from codepilot_operator.api.platform import PlatformPolicy
 from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
 from codepilot_operator.reconcile import prune
+from codepilot_operator.reconcile.admission import Admission
 from codepilot_operator.reconcile.drift import unchanged, with_input_hash
 from codepilot_operator.reconcile.rollout import PrometheusFor, RolloutOutcome, advance
 from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness, now_utc
@@ -124,10 +131,12 @@ def owner_reference(cp: CodePilot) -> dict[str, Any]:
     }
 
 
-def desired_objects(cp: CodePilot, served: list[ServedVersion]) -> list[dict[str, Any]]:
+def desired_objects(
+    cp: CodePilot, served: list[ServedVersion], platform: PlatformPolicy
+) -> list[dict[str, Any]]:
     """render() output, owned by the CodePilot and stamped with its input hash."""
     objects = []
-    for obj in render(cp, served):
+    for obj in render(cp, served, platform):
         meta = {**obj["metadata"], "ownerReferences": [owner_reference(cp)]}
         objects.append(with_input_hash({**obj, "metadata": meta}))
     return objects
@@ -162,11 +171,13 @@ async def reconcile(
     body: Mapping[str, Any],
     kube: KubeClient,
     *,
+    admission: Admission,
     prepare: Prepare | None = None,
     before_write: BeforeWrite | None = None,
     rollout: RolloutDeps | None = None,
 ) -> Result:
-    """Make the cluster match the CodePilot ``body``; raises InvalidSpec before touching anything.
+    """Make the cluster match the CodePilot ``body``; raises InvalidSpec or PolicyRefused before touching
+    anything.
 
     ``before_write`` lets a caller holding a possibly outdated body (a periodic job) confirm that the
     CodePilot still exists before anything is written; an idle resync never calls it.
@@ -187,10 +198,11 @@ async def reconcile(
     )
     cp = with_fields(cp, stepped.fields)  # render what the step decided
     served = served_versions(cp)
+    await admission.check(cp, served)
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
-    desired = desired_objects(cp, served)
+    desired = desired_objects(cp, served, admission.platform)
     result = Result(codepilot=cp, desired=len(desired), served=served, prepared=prepared, rollout=stepped)
     extra_kinds = [k for k in prune.kinds_to_list(desired) if k not in prune.MANAGED_KINDS]
     if extra_kinds:
@@ -223,14 +235,14 @@ async def _list_live(
     return {prune.key(o): o for objs in listed for o in objs}
 
 
-async def observe(body: Mapping[str, Any], kube: KubeClient) -> Result:
+async def observe(body: Mapping[str, Any], kube: KubeClient, platform: PlatformPolicy) -> Result:
     """Readiness only (one Deployment list, plus Pods when not ready): the cheap refresh while pods start.
 
     Nothing is applied or pruned; the drift timer and change handlers do that.
     """
     cp = parse(body)
     served = served_versions(cp)
-    desired = desired_objects(cp, served)
+    desired = desired_objects(cp, served, platform)
     live = await kube.list(DEPLOYMENT, cp.metadata.namespace, prune.child_selector(cp.metadata.name))
     result = Result(codepilot=cp, desired=len(desired), served=served)
     result.readiness = await _observe(kube, cp, desired, {prune.key(o): o for o in live})

@@ -263,6 +263,11 @@ _WARNING_REASONS = frozenset(
         Reason.APPLY_FAILED,
         Reason.SNAPSHOT_FAILED,
         Reason.RECONCILE_ERROR,
+        Reason.SECRET_NOT_ALLOWED,
+        Reason.SECRET_NOT_FOUND,
+        Reason.IMAGE_NOT_ALLOWED,
+        Reason.SERVICE_ACCOUNT_NOT_ALLOWED,
+        Reason.PRIORITY_CLASS_NOT_ALLOWED,
     }
 )
 

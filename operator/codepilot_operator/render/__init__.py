@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.render.configmap import model_config_map
 from codepilot_operator.render.deployment import deployment
 from codepilot_operator.render.gateway import gateway_objects
@@ -21,10 +22,14 @@ from codepilot_operator.render.service import entry_service, version_service
 __all__ = ["ServedVersion", "render", "served_versions"]
 
 
-def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dict[str, Any]]:
+def render(
+    cp: CodePilot, served: list[ServedVersion] | None = None, platform: PlatformPolicy = DEFAULT_PLATFORM
+) -> list[dict[str, Any]]:
     """Every child object of ``cp``, in a stable order (dependencies before dependents).
 
     Per-version objects are rendered from the spec that version is served with (``for_version``).
+    ``platform`` supplies what the platform decides (the fetcher image); the default is what the chart
+    configures with its default values, so ``codepilot render`` without ``--platform`` matches it.
     """
     versions = served if served is not None else served_versions(cp)
     objects: list[dict[str, Any]] = []
@@ -34,7 +39,7 @@ def render(cp: CodePilot, served: list[ServedVersion] | None = None) -> list[dic
     for item in versions:
         own = for_version(cp, item)
         objects.append(version_service(own, item))
-        objects.append(deployment(own, item))
+        objects.append(deployment(own, item, platform))
         if cp.spec.autoscaling.enabled:
             objects.append(autoscaler(cp, item))
     objects.extend(route_objects(cp, versions))

@@ -14,8 +14,9 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
+from codepilot_operator.api.platform import PlatformPolicy
 from codepilot_operator.render.configmap import CONFIG_KEY, composing_key, config_map_name, model_config_map
-from codepilot_operator.render.fetcher import fetch_init_container
+from codepilot_operator.render.fetcher import fetch_args, fetch_init_container
 from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, composing_configs, model_dir
@@ -28,6 +29,12 @@ TRITON_UID = 1000  # the triton-server user of NVIDIA's images
 STARTUP_PROBE_PERIOD = 10
 EXIT_TIMEOUT_SECONDS = 60
 CONFIG_HASH_ANNOTATION = "serving.codepilot.dev/config-hash"
+# The root filesystem is read-only; these emptyDirs are all tritonserver may write (the fetched model
+# repository aside). The python backend unpacks its execution environment under /tmp and exchanges
+# tensors with its stub through /dev/shm. HOME points at /tmp as well, so that caches a backend or a
+# model's own code keeps there (CUDA's ~/.nv, Hugging Face's ~/.cache) land on the emptyDir.
+SCRATCH_DIR = "/tmp"
+SHM_DIR = "/dev/shm"
 
 
 def deployment_name(cp: CodePilot, version: str) -> str:
@@ -92,6 +99,7 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
+        "env": [{"name": "HOME", "value": SCRATCH_DIR}],
         "resources": _resources(cp),
         "startupProbe": _http_probe("/v2/health/ready", STARTUP_PROBE_PERIOD, startup_failure_threshold(cp)),
         "readinessProbe": _http_probe("/v2/health/ready", 5, 3),
@@ -113,11 +121,12 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
                 }
                 for name in composing_configs(cp)
             ),
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "dshm", "mountPath": SHM_DIR},
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
@@ -140,13 +149,13 @@ def config_hash(cp: CodePilot, served: ServedVersion) -> str:
     subPath mounts of a ConfigMap never update in place; a template annotation rolls the pods instead.
     """
     payload = json.dumps(
-        {"config": model_config_map(cp, served)["data"], "fetch": fetch_init_container(cp, served)["args"]},
+        {"config": model_config_map(cp, served)["data"], "fetch": fetch_args(cp, served)},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _pod_spec(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+def _pod_spec(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -> dict[str, Any]:
     runtime = cp.spec.runtime
     pod: dict[str, Any] = {
         "securityContext": {
@@ -159,7 +168,7 @@ def _pod_spec(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
         "terminationGracePeriodSeconds": EXIT_TIMEOUT_SECONDS + 15,
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
-        "initContainers": [fetch_init_container(cp, served)],
+        "initContainers": [fetch_init_container(cp, served, platform)],
         "containers": [triton_container(cp)],
         "volumes": _volumes(cp, served.version),
     }
@@ -176,7 +185,7 @@ def _pod_spec(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     return pod
 
 
-def deployment(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+def deployment(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -> dict[str, Any]:
     labels = version_labels(cp, served.version)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": version_selector_labels(cp, served.version)},
@@ -185,7 +194,7 @@ def deployment(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
         "progressDeadlineSeconds": int(parse_duration(cp.spec.runtime.startup_timeout)) + 600,
         "template": {
             "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash(cp, served)}},
-            "spec": _pod_spec(cp, served),
+            "spec": _pod_spec(cp, served, platform),
         },
     }
     if not cp.spec.autoscaling.enabled:

@@ -11,6 +11,7 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.contract import ACCESS_KEY_ENV, ENDPOINT_ENV, REGION_ENV, SECRET_KEY_ENV
+from codepilot_operator.api.platform import PlatformPolicy
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import weights_dir
 
@@ -49,10 +50,12 @@ def fetch_env(cp: CodePilot) -> list[dict[str, Any]]:
     return env
 
 
-def fetch_init_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
+def fetch_init_container(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -> dict[str, Any]:
+    """The fetcher runs the platform's image (the operator's own) unless the CodePilot names another,
+    which reconcile admits only when the platform allows it: this container holds the S3 credentials."""
     return {
         "name": FETCH_CONTAINER,
-        "image": cp.spec.runtime.fetcher_image,
+        "image": platform.fetcher_image_for(cp.spec.runtime.fetcher_image),
         "imagePullPolicy": cp.spec.runtime.image_pull_policy,
         "command": ["codepilot"],
         "args": fetch_args(cp, served),
