@@ -6,7 +6,7 @@ as a process, YAML against JSON output, in the same run (goal: <= 2 ms per CodeP
 Prints the median over repeats of the per-CodePilot time for parse, render, and both; then, for the
 CLI, the time of ``codepilot render`` on one file of ``--cli-count`` CodePilots minus the time on a
 file of one (process start and imports aside), per CodePilot, for -o yaml and -o json, and the same
-YAML printed by PyYAML's pure-Python emitter for comparison.
+YAML printed by PyYAML (libyaml's emitter, and its pure-Python one) for comparison.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ def _process_seconds(args: list[str]) -> float:
 def cli(docs: list[dict[str, Any]], repeat: int) -> None:
     """``codepilot render`` as a user runs it; the marginal cost per CodePilot, process start aside."""
     from codepilot_operator.cli.support import dump_yaml_stream
+    from codepilot_operator.cli.yaml_output import pyyaml_stream
 
     with tempfile.TemporaryDirectory() as tmp:
         many, one = Path(tmp) / "many.yaml", Path(tmp) / "one.yaml"
@@ -130,12 +131,16 @@ def cli(docs: list[dict[str, Any]], repeat: int) -> None:
     yaml.dump_all(objects, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False, width=1_000_000)
     pure = (time.perf_counter() - start) / len(docs)
     start = time.perf_counter()
+    pyyaml_stream(objects)
+    libyaml = (time.perf_counter() - start) / len(docs)
+    start = time.perf_counter()
     dump_yaml_stream(objects)
     ours = (time.perf_counter() - start) / len(docs)
     print(f"codepilot render as a process, {len(docs)} CodePilots in one file, median of {repeat} runs:")
     for output, times in results.items():
         print(f"  -o {output:4}: {statistics.median(times) * 1e3:.3f} ms per CodePilot (process start aside)")
     print(f"  YAML printing alone: {ours * 1e3:.3f} ms per CodePilot")
+    print(f"  PyYAML with libyaml's emitter, same text: {libyaml * 1e3:.3f} ms per CodePilot")
     print(f"  PyYAML's pure-Python emitter, same objects: {pure * 1e3:.3f} ms per CodePilot")
 
 

@@ -11,13 +11,14 @@ capped while composing, and no message formats a whole value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.resolver import Resolver
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
 from codepilot_operator.api.fields import preview
@@ -40,16 +41,18 @@ class InvalidCodePilot(ValueError):
         self.problems = problems
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts what it composes and refuses duplicate keys.
+class _Bounds(Composer, SafeConstructor):
+    """Composition that counts what it composes, and construction that refuses duplicate keys.
 
     Every composed node costs one; an alias costs the size its anchor had once expanded, so the count is
     what a consumer walking the data would meet. Recursive aliases are refused outright: JSON, and so
-    the API server, cannot hold a cycle.
+    the API server, cannot hold a cycle. Mixed into a loader ahead of PyYAML's Composer, so the
+    composer's recursion is the one that counts (libyaml's own composer would not).
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    peek_event: Callable[[], Any]  # from the parser it is mixed with
+
+    def _reset_bounds(self) -> None:
         self._depth = 0
         self._nodes = 0
         self._expanded: dict[int, int] = {}  # id(anchored node) -> nodes it stands for, once complete
@@ -66,7 +69,7 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().compose_document()
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        event: Any = self.peek_event()
         mark: Any = event.start_mark
         if isinstance(event, yaml.AliasEvent):
             target = self.anchors.get(event.anchor)
@@ -120,6 +123,35 @@ class _BoundedLoader(yaml.SafeLoader):
                         key_node.start_mark,
                     )
         return super().construct_mapping(node, deep)
+
+
+class _PurePythonLoader(_Bounds, yaml.SafeLoader):
+    """The bounded loader on PyYAML's pure-Python scanner, for installs without libyaml."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._reset_bounds()
+
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _BoundedLoader: type[Any] = _PurePythonLoader
+else:
+
+    class _LibyamlLoader(_Bounds, CParser, Resolver):
+        """The same bounds over libyaml's scanner and parser, where pure-Python PyYAML spends most of
+        its time. libyaml yields the same events, and PyYAML's composer (ahead of libyaml's in the MRO)
+        still composes them, so every node is counted as above."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._reset_bounds()
+
+    _BoundedLoader = _LibyamlLoader
 
 
 def _path(loc: Iterable[int | str]) -> str:
@@ -184,12 +216,22 @@ def too_large(source: str) -> str:
     return f"{source}: larger than {limit} (the API server's request limit); not a CodePilot"
 
 
+def _documents(text: str) -> Iterable[Any]:
+    """What ``yaml.load_all`` does, with our loader (its signature names only PyYAML's own loaders)."""
+    loader: Any = _BoundedLoader(text)
+    try:
+        while loader.check_data():
+            yield loader.get_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml_documents(text: str, source: str = "<stdin>") -> list[Any]:
     """The non-empty documents of a YAML stream, within the budgets above, or one problem."""
     if len(text) > MAX_MANIFEST_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
         raise InvalidCodePilot([too_large(source)])
     try:
-        return [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
+        return [d for d in _documents(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots, load_platform, write_output
+from codepilot_operator.cli.support import (
+    dump_json,
+    dump_yaml_stream,
+    load_codepilots,
+    load_platform,
+    write_output,
+)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -16,7 +21,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     platform = load_platform(args.platform)
     objects = [obj for cp in load_codepilots(args.files) for obj in render(cp, platform=platform)]
     if args.output == "json":
-        text = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
+        text = dump_json({"apiVersion": "v1", "kind": "List", "items": objects})
     else:
         text = dump_yaml_stream(objects)
     sys.stdout.write(text)

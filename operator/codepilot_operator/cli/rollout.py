@@ -8,12 +8,11 @@ operator acts on it, records it in ``status.rollout.lastAction`` and removes it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from typing import Any
 
-from codepilot_operator.cli.support import UsageError
+from codepilot_operator.cli.support import UsageError, dump_json
 
 IN_FLIGHT = ("Progressing", "Paused")
 REJECTED = ("RolledBack", "Aborted")
@@ -190,7 +189,7 @@ def _cluster_errors(handler: Any) -> Any:
 def cmd_status(args: argparse.Namespace) -> int:
     cp = _read(args)
     if args.output == "json":
-        sys.stdout.write(json.dumps(cp.get("status") or {}, indent=2) + "\n")
+        sys.stdout.write(dump_json(cp.get("status") or {}))
     else:
         sys.stdout.write(status_text(cp))
     return 0

