@@ -25,6 +25,9 @@ from codepilot_operator.api.endpoint import (
     TEXT_OUTPUT,
 )
 
+# One server-sent event of a text response; aiohttp's own line limit for readline() was 128 KiB.
+MAX_EVENT_BYTES = 1024 * 1024
+
 
 class TritonUnavailable(RuntimeError):
     """Nothing answered, or the model is not loaded/ready: retrying later may work."""
@@ -77,6 +80,14 @@ def parse_piece(doc: Any) -> Piece:
     if isinstance(text, list):
         text = "".join(str(t) for t in text)
     return Piece(str(text), _count(doc, PROMPT_TOKENS), _count(doc, COMPLETION_TOKENS))
+
+
+def _event_piece(line: bytes) -> Piece:
+    try:
+        doc = json.loads(line[5:])
+    except ValueError:
+        raise TritonRequestError(502, "Triton sent an event that is not JSON") from None
+    return parse_piece(doc)
 
 
 _UNAVAILABLE_HINTS = ("unknown model", "not ready", "unavailable", "no available versions", "not found")
@@ -132,21 +143,30 @@ class TritonClient:
         except ValueError:
             raise TritonRequestError(502, "Triton answered invalid JSON") from None
 
-    async def stream(self, model: str, request: TextRequest) -> AsyncGenerator[Piece, None]:
-        """Pieces as Triton sends them; the connection closes (cancelling upstream) when the caller stops."""
+    async def stream(self, model: str, request: TextRequest) -> AsyncGenerator[list[Piece], None]:
+        """Pieces in the groups one network read brought them in; the connection closes (cancelling
+        upstream) when the caller stops.
+
+        A model that emits tokens faster than they travel delivers several events per read. Passing
+        them on as a group lets the gateway write them with one send instead of one per token (on
+        loopback a send cost ~90 us of the gateway's CPU, its largest cost), and nothing waits for a
+        group to fill: whatever has arrived goes on at once.
+        """
         url = self._url(model, "generate_stream")
         try:
             async with self._http().post(url, json=_payload(request, True)) as r:
                 if r.status != 200:
                     raise _failure(r.status, await r.read())
-                async for line in r.content:
-                    if not line.startswith(b"data:"):
-                        continue
-                    try:
-                        doc = json.loads(line[5:])
-                    except ValueError:
-                        raise TritonRequestError(502, "Triton sent an event that is not JSON") from None
-                    yield parse_piece(doc)
+                pending = b""
+                async for data in r.content.iter_any():
+                    *lines, pending = (pending + data).split(b"\n")
+                    if len(pending) > MAX_EVENT_BYTES:
+                        raise TritonRequestError(502, f"Triton sent an event over {MAX_EVENT_BYTES} bytes")
+                    pieces = [_event_piece(line) for line in lines if line.startswith(b"data:")]
+                    if pieces:
+                        yield pieces
+                if pending.startswith(b"data:"):
+                    yield [_event_piece(pending)]
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise TritonUnavailable(
                 f"Triton at {self.base_url} unreachable: {exc or type(exc).__name__}"

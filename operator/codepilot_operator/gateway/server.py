@@ -272,9 +272,9 @@ class Gateway:
         outcome: Outcome,
         started: float,
     ) -> web.StreamResponse:
-        pieces = served.triton.stream(served.config.triton_model, self._text_request(generation))
+        batches = served.triton.stream(served.config.triton_model, self._text_request(generation))
         try:
-            first = await anext(pieces, None)  # errors before this point are plain HTTP errors
+            first = await anext(batches, None)  # errors before this point are plain HTTP errors
             response = web.StreamResponse(
                 headers={
                     "Content-Type": "text/event-stream",
@@ -284,61 +284,66 @@ class Gateway:
             )
             await response.prepare(request)
             metrics.FIRST_TOKEN.labels(team.name, generation.model).observe(self.clock() - started)
-            await self._relay(response, generation, first, pieces, outcome)
-            await response.write_eof()
+            await self._relay(response, generation, first, batches, outcome)
             return response
         finally:
-            await pieces.aclose()  # closes the connection to Triton, which cancels the generation
+            await batches.aclose()  # closes the connection to Triton, which cancels the generation
 
     async def _relay(
         self,
         response: web.StreamResponse,
         generation: Generation,
-        first: Piece | None,
-        pieces: AsyncIterator[Piece],
+        first: list[Piece] | None,
+        batches: AsyncIterator[list[Piece]],
         outcome: Outcome,
     ) -> None:
+        """Each group of pieces Triton delivered together goes out as one write; the closing events
+        and the end of the stream as one more."""
         answer_id, created = protocol.new_id(generation), int(time.time())
         scanner = StopScanner(generation.stop)
         encode = protocol.text_events(generation, answer_id, created)
+        out = bytearray()
+
+        def add(text: str) -> None:
+            if not out and not sent_first:
+                out.extend(protocol.event(protocol.chunk(generation, answer_id, created, text, first=True)))
+            elif text:
+                out.extend(encode(text))
+
         sent_first = False
-
-        async def send(text: str) -> None:
-            nonlocal sent_first
-            if sent_first and text:
-                await response.write(encode(text))
-            elif not sent_first:
-                await response.write(
-                    protocol.event(protocol.chunk(generation, answer_id, created, text, first=True))
-                )
-                sent_first = True
-
         try:
-            piece = first
-            while piece is not None and not scanner.stopped:
-                outcome.add(piece)
-                await send(scanner.feed(piece.text))
+            batch = first
+            while batch is not None and not scanner.stopped:
+                for piece in batch:
+                    outcome.add(piece)
+                    add(scanner.feed(piece.text))
+                    if scanner.stopped:
+                        break
+                if out:
+                    await response.write(bytes(out))
+                    out.clear()
+                    sent_first = True
                 if scanner.stopped:
                     break
-                piece = await anext(pieces, None)
-            await send(scanner.flush())
+                batch = await anext(batches, None)
+            add(scanner.flush())
         except (TritonUnavailable, TritonRequestError) as exc:
             error = ApiError(
                 502, f"the model failed while answering: {exc}", type="server_error", code="model_error"
             )
-            await response.write(protocol.event(error.body()))
+            out.extend(protocol.event(error.body()))
+            await response.write_eof(bytes(out))
             return
         reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
         last = protocol.chunk(generation, answer_id, created, "", reason)
         if generation.include_usage:
-            await response.write(protocol.event(last))
-            await response.write(
-                protocol.event(protocol.usage_chunk(generation, answer_id, created, outcome.counts))
-            )
+            out.extend(protocol.event(last))
+            out.extend(protocol.event(protocol.usage_chunk(generation, answer_id, created, outcome.counts)))
         else:
             # Usage on every answer, also for clients that did not ask for the separate usage event.
-            await response.write(protocol.event({**last, "usage": protocol.usage(*outcome.counts)}))
-        await response.write(b"data: [DONE]\n\n")
+            out.extend(protocol.event({**last, "usage": protocol.usage(*outcome.counts)}))
+        out.extend(b"data: [DONE]\n\n")
+        await response.write_eof(bytes(out))
 
 
 async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> None:

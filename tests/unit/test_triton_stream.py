@@ -1,0 +1,85 @@
+"""How clients/triton.py frames Triton's server-sent events when reads split or join them.
+
+The real Triton (tests/e2e/test_api_gateway.py) cannot be made to split an event across network reads
+or to send a line without end, so a small HTTP server on loopback writes those byte sequences here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+from aiohttp import web
+
+from codepilot_operator.clients.triton import (
+    MAX_EVENT_BYTES,
+    TextRequest,
+    TritonClient,
+    TritonRequestError,
+)
+
+
+async def _serving(writes: Sequence[bytes]) -> AsyncIterator[str]:
+    async def generate_stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for data in writes:
+            await response.write(data)
+            await asyncio.sleep(0.05)  # a separate read on the other side
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v2/models/m/generate_stream", generate_stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _groups(
+    writes: Sequence[bytes], each: Callable[[list[str]], None] | None = None
+) -> list[list[str]]:
+    groups: list[list[str]] = []
+    async for url in _serving(writes):
+        client = TritonClient(url)
+        try:
+            async for pieces in client.stream("m", TextRequest(prompt="p", max_tokens=4)):
+                groups.append([p.text for p in pieces])
+        finally:
+            await client.close()
+    return groups
+
+
+def _event(text: str) -> bytes:
+    return b'data: {"text_output": "' + text.encode() + b'"}\n\n'
+
+
+@pytest.mark.asyncio
+async def test_events_that_arrive_together_are_passed_on_together() -> None:
+    assert await _groups([_event("a") + _event("b") + _event("c"), _event("d")]) == [["a", "b", "c"], ["d"]]
+
+
+@pytest.mark.asyncio
+async def test_an_event_split_across_reads_is_joined() -> None:
+    whole = _event("split") + _event("next")
+    cut = whole.index(b"split") + 2
+    assert await _groups([whole[:cut], whole[cut:]]) == [["split", "next"]]
+
+
+@pytest.mark.asyncio
+async def test_a_last_event_without_its_blank_line_is_not_lost() -> None:
+    assert await _groups([_event("a"), b'data: {"text_output": "end"}']) == [["a"], ["end"]]
+
+
+@pytest.mark.asyncio
+async def test_a_line_without_end_is_refused_before_it_fills_memory() -> None:
+    chunk = b"data: " + b"x" * (256 * 1024)
+    with pytest.raises(TritonRequestError, match=f"over {MAX_EVENT_BYTES} bytes"):
+        await _groups([chunk] * 8)
