@@ -32,6 +32,13 @@ app.kubernetes.io/part-of: codepilot
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
+{{/* The CRD is cluster-wide and shared by every release: no instance label, which would claim it for one. */}}
+{{- define "codepilot.crdLabels" -}}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
 {{- define "codepilot.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "codepilot.fullname" .) .Values.serviceAccount.name -}}
