@@ -24,7 +24,7 @@ fmt: ## format and autofix
 	ruff check --fix operator tests bench
 
 crds: ## regenerate crds/ and the chart's CRDs from the API types
-	$(PY) -m codepilot_operator.cli crd -o crds/codepilot.yaml
+	$(PY) -m codepilot_operator.cli crd --output-file crds/codepilot.yaml
 	cp crds/codepilot.yaml charts/codepilot-operator/files/crds/codepilot.yaml
 
 docs: ## regenerate docs/api.md from the API types

@@ -7,7 +7,15 @@ import json
 import sys
 from typing import Any
 
-from codepilot_operator.cli.support import dump_yaml_stream, load_codepilots, load_platform, write_output
+from codepilot_operator.cli.support import (
+    UsageError,
+    dump_yaml_stream,
+    load_codepilots,
+    load_platform,
+    write_output,
+)
+
+OUTPUT_FORMATS = ("yaml", "json")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -32,12 +40,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_crd(args: argparse.Namespace) -> int:
     from codepilot_operator.api.crd import crd
 
-    text = dump_yaml_stream([crd()])
-    if args.output:
-        write_output(args.output, text)  # all or nothing: never a half-written CRD file
+    output_format, output_file = _crd_output(args)
+    text = json.dumps(crd(), indent=2) + "\n" if output_format == "json" else dump_yaml_stream([crd()])
+    if output_file:
+        write_output(output_file, text)  # all or nothing: never a half-written CRD file
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _crd_output(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``-o`` is the output format, as everywhere; ``-o FILE`` (what it meant before) still writes FILE,
+    with a warning, so scripts keep working while they move to ``--output-file``."""
+    if args.output in OUTPUT_FORMATS:
+        return args.output, args.output_file
+    if args.output_file:
+        raise UsageError(f"-o: expected one of {', '.join(OUTPUT_FORMATS)}, got {args.output!r}")
+    print(
+        f"warning: -o FILE is deprecated (-o is the output format): use --output-file {args.output}",
+        file=sys.stderr,
+    )
+    return "yaml", args.output
 
 
 def register(subparsers: Any) -> None:
@@ -45,7 +68,9 @@ def register(subparsers: Any) -> None:
         "render", help="print every Kubernetes object a CodePilot needs (no cluster needed)"
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="CodePilot manifest(s); - for stdin")
-    p.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    p.add_argument(
+        "-o", "--output", choices=OUTPUT_FORMATS, default="yaml", help="output format (default yaml)"
+    )
     p.add_argument(
         "--platform",
         metavar="FILE",
@@ -62,6 +87,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-o",
         "--output",
+        default="yaml",
+        metavar="{yaml,json}",
+        help="output format (default yaml)",
+    )
+    p.add_argument(
+        "-f",
+        "--output-file",
         metavar="FILE",
         help="write to FILE atomically instead of stdout (devices and pipes are written through)",
     )

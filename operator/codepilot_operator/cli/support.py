@@ -6,12 +6,13 @@ rendered stream is printed only once every document rendered.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import yaml
@@ -29,6 +30,18 @@ class UsageError(Exception):
     def __init__(self, *problems: str):
         super().__init__("; ".join(problems))
         self.problems = list(problems)
+
+
+def print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command given without its subcommand (``codepilot``, ``codepilot snapshot``):
+    its help on stdout and exit 0, as kubectl and helm answer a bare command, rather than argparse's
+    "the following arguments are required" line."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
 
 
 def print_problems(problems: Sequence[str]) -> None:
