@@ -9,6 +9,7 @@ from typing import Any
 
 from codepilot_operator.cli.support import (
     UsageError,
+    add_namespace_option,
     dump_yaml_stream,
     load_codepilots,
     load_platform,
@@ -22,7 +23,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from codepilot_operator.render import render
 
     platform = load_platform(args.platform)
-    objects = [obj for cp in load_codepilots(args.files) for obj in render(cp, platform=platform)]
+    codepilots = load_codepilots(args.files, args.namespace)
+    objects = [obj for cp in codepilots for obj in render(cp, platform=platform)]
     if args.output == "json":
         text = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
     else:
@@ -32,7 +34,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    for cp in load_codepilots(args.files):
+    for cp in load_codepilots(args.files, args.namespace):
         print(f"{cp.metadata.namespace}/{cp.metadata.name}: valid", file=sys.stderr)
     return 0
 
@@ -68,6 +70,7 @@ def register(subparsers: Any) -> None:
         "render", help="print every Kubernetes object a CodePilot needs (no cluster needed)"
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="CodePilot manifest(s); - for stdin")
+    add_namespace_option(p)
     p.add_argument(
         "-o", "--output", choices=OUTPUT_FORMATS, default="yaml", help="output format (default yaml)"
     )
@@ -81,6 +84,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("validate", help="check CodePilot manifests against the API")
     p.add_argument("files", nargs="+", metavar="FILE")
+    add_namespace_option(p)
     p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("crd", help="print the CustomResourceDefinition generated from the API types")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from codepilot_operator.cli.support import (
     EXIT_INVALID,
     UsageError,
+    add_namespace_option,
     load_one_codepilot,
     print_help,
     print_problems,
@@ -105,7 +106,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _codepilot(args: argparse.Namespace) -> CodePilot:
-    return load_one_codepilot(args.file)
+    return load_one_codepilot(args.file, args.namespace)
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
@@ -344,6 +345,7 @@ def register(subparsers: Any) -> None:
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("file", metavar="FILE", help="CodePilot manifest; - for stdin")
+        add_namespace_option(parser)
         parser.add_argument("--endpoint", help="S3 endpoint URL overriding spec.model.source.endpoint")
         parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
         parser.add_argument(

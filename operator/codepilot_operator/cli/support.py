@@ -148,7 +148,16 @@ def _replace_atomically(real: str, text: str, mode: int | None) -> None:
         raise
 
 
-def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
+def add_namespace_option(parser: argparse.ArgumentParser) -> None:
+    """``-n``: the namespace the manifests are applied in, as ``kubectl apply -n`` would."""
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        help="the namespace of CodePilots whose manifest names none (default: default, as kubectl)",
+    )
+
+
+def load_codepilots(paths: Sequence[str], namespace: str | None = None) -> list[CodePilot]:
     """Every CodePilot in ``paths``; the problems of all files are reported together."""
     from codepilot_operator.loader import InvalidCodePilot, parse_documents
 
@@ -157,7 +166,7 @@ def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
     for path in paths:
         text, source = read_text(path)
         try:
-            codepilots.extend(parse_documents(text, source))
+            codepilots.extend(parse_documents(text, source, namespace))
         except InvalidCodePilot as exc:
             problems.extend(exc.problems)
     if problems:
@@ -196,8 +205,8 @@ def load_platform(path: str | None) -> PlatformPolicy:
         ) from None
 
 
-def load_one_codepilot(path: str) -> CodePilot:
-    codepilots = load_codepilots([path])
+def load_one_codepilot(path: str, namespace: str | None = None) -> CodePilot:
+    codepilots = load_codepilots([path], namespace)
     if len(codepilots) != 1:
         raise UsageError(f"{path}: expected one CodePilot, found {len(codepilots)}")
     return codepilots[0]
