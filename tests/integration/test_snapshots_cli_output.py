@@ -3,12 +3,16 @@ table, and snapshot IDs given by an unambiguous prefix, as git takes commits. Ru
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -125,3 +129,65 @@ def test_snapshot_commands_refuse_an_unknown_format(
     result = cli(s3_server, "snapshot", command, "cp.yaml", "-o", "xml")
     assert result.returncode == 2 and result.stdout == ""
     assert "argument -o/--output: invalid choice: 'xml'" in result.stderr
+
+
+def test_snapshot_create_is_quiet_in_scripts_and_shows_each_step_when_asked(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    client = minio_client(s3_server)
+    upload(client, s3_bucket, "m/v1", FILES)
+    upload(client, s3_bucket, "m/v2", {**FILES, "extra.bin": b"\x03" * 1000})
+    quiet = cli(
+        s3_server,
+        "snapshot",
+        "create",
+        _manifest(tmp_path, codepilot_doc(s3_bucket, "m/v1", s3_server.endpoint)),
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""  # stderr is a pipe here: no progress unasked
+
+    doc = codepilot_doc(s3_bucket, "m/v2", s3_server.endpoint, version="v2")
+    asked = cli(s3_server, "snapshot", "create", _manifest(tmp_path, doc), "--progress")
+    assert asked.returncode == 0, asked.stderr
+    lines = asked.stderr.splitlines()
+    for step in ("snapshot: hash", "snapshot: server-side copy"):
+        (last,) = [line for line in lines if line.startswith(step + ":")][-1:]
+        assert last.startswith(f"{step}: 100% 294k/294k [") and last.endswith("B/s], 3/3 files"), last
+    assert "\r" not in asked.stderr
+
+
+def test_snapshot_create_draws_bars_on_a_terminal(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    """stderr on a pseudo-terminal, as in an interactive shell: tqdm's bars, no flag needed."""
+    upload(minio_client(s3_server), s3_bucket, "m/v1", FILES)
+    cp = _manifest(tmp_path, codepilot_doc(s3_bucket, "m/v1", s3_server.endpoint))
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a size
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "codepilot_operator.cli", "snapshot", "create", cp, "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            cwd=REPO,
+            env={**os.environ, **s3_server.env},
+            timeout=120,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["state"] == "created"  # stdout stays clean for scripts
+    text = drawn.decode()
+    assert "\r" in text and "snapshot: hash: 100%|" in text and "snapshot: server-side copy: 100%|" in text

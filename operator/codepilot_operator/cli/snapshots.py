@@ -113,7 +113,7 @@ def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
     from codepilot_operator.clients.s3 import credentials_from_env
     from codepilot_operator.snapshots.service import store_for
 
-    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=not args.no_progress)
+    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=args.progress)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -347,7 +347,20 @@ def register(subparsers: Any) -> None:
         parser.add_argument("file", metavar="FILE", help="CodePilot manifest; - for stdin")
         add_namespace_option(parser)
         parser.add_argument("--endpoint", help="S3 endpoint URL overriding spec.model.source.endpoint")
-        parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+        shown = parser.add_mutually_exclusive_group()
+        shown.add_argument(
+            "--progress",
+            action="store_true",
+            default=None,
+            help="progress with rate and time left on stderr also when it is not a terminal (a log)",
+        )
+        shown.add_argument(
+            "--no-progress",
+            dest="progress",
+            action="store_false",
+            default=None,
+            help="no progress on stderr (default: only when stderr is a terminal)",
+        )
         parser.add_argument(
             "-o", "--output", choices=("table", "json"), default="table", help="output format (default table)"
         )
