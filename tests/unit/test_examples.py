@@ -3,6 +3,7 @@ example Secret beside them, and `codepilot render -n NS` prints what the operato
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,39 @@ def test_n_conflicting_with_the_manifest_is_one_line(tmp_path: Path) -> None:
     result = run("render", "-n", "team-a", str(path))
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: {path}: metadata.namespace: 'team-b' does not match -n 'team-a'\n"
+
+
+def _readme_path() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## From zero to a served model")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_readme_path_names_what_the_examples_and_the_renderer_really_have() -> None:
+    """The README's steps from zero to a first request: files, names, URL and port are the real ones."""
+    from codepilot_operator.render import render
+    from codepilot_operator.render.gateway import api_url
+
+    path = _readme_path()
+    for mentioned in re.findall(r"(?:examples|tests)/[\w/.-]+\.(?:yaml|py)", path):
+        assert (REPO / mentioned).is_file(), mentioned
+    cp = load_example(REPO / "examples" / "cpu-python.yaml").model_copy(deep=True)
+    cp.metadata.namespace = "team-a"
+    assert f"`{api_url(cp)}`" in path
+    (key_secret,) = cp.spec.api.key_secrets
+    assert f"create secret generic {key_secret} -n team-a --from-literal=api-key=" in path
+    services = {o["metadata"]["name"]: o for o in render(cp) if o["kind"] == "Service"}
+    (port,) = [p["port"] for p in services["starcoder-tiny-api"]["spec"]["ports"] if p["name"] == "http"]
+    assert f"svc/starcoder-tiny-api 8080:{port}" in path
+    assert f'"model": "{cp.metadata.name}"' in path
+    assert f"s3://{cp.spec.model.source.bucket}/" in cp.spec.model.source.uri
+    assert f"minio/{cp.spec.model.source.uri.removeprefix('s3://')}/model.py" in path
+
+
+def test_the_readme_still_starts_with_its_two_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    quick = text[text.index("## Quick start") :]
+    first_block = quick[quick.index("```bash") : quick.index("```", quick.index("```bash") + 7)]
+    assert "codepilot render examples/minimal.yaml" in first_block
+    assert "python3 -m pytest -q" in first_block
+    assert text.index("## Quick start") < text.index("## From zero to a served model")
