@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,44 @@ def test_crds_enabled_false_leaves_the_crd_to_its_owner(
     helm.install(CHART_DIR, RELEASE, {"crds": {"enabled": False, "keep": True}}, namespace=RELEASE_NAMESPACE)
     assert CODEPILOT_CRD not in _crds(thread)
     assert thread.call(lambda e: set(e.live("deployments", RELEASE_NAMESPACE)))  # the operator is there
+
+
+def _admin(thread: EmulatorThread, method: str, path: str, body: dict[str, Any], content_type: str) -> None:
+    request = urllib.request.Request(
+        thread.url + path,
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": content_type},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status in (200, 201)
+
+
+def test_a_crd_installed_from_crds_dir_is_adopted_as_the_docs_say(
+    cluster: tuple[EmulatorThread, helm_python.Config], tmp_path: Path
+) -> None:
+    """A release of chart 0.1.0 had its CRD from crds/, with no Helm ownership: `helm upgrade` refuses to
+    take it over until it is labelled and annotated once (docs/chart.md, "CRDs and upgrades")."""
+    thread, helm = cluster
+    helm.install(CHART_DIR, RELEASE, {"crds": {"enabled": False, "keep": True}}, namespace=RELEASE_NAMESPACE)
+    old = yaml.safe_load((_older_chart(tmp_path) / "files" / "crds" / "codepilot.yaml").read_text())
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    _admin(thread, "POST", crds, old, "application/json")  # what Helm's crds/ install left behind
+
+    enabled = {"crds": {"enabled": True, "keep": True}}  # without values, Helm reuses the release's
+    with pytest.raises(helm_python.HelmReleaseError, match="invalid ownership metadata"):
+        helm.upgrade(CHART_DIR, RELEASE, enabled, namespace=RELEASE_NAMESPACE)
+
+    # kubectl label crd ... app.kubernetes.io/managed-by=Helm; kubectl annotate crd ... meta.helm.sh/...
+    ownership = {
+        "metadata": {
+            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {
+                "meta.helm.sh/release-name": RELEASE,
+                "meta.helm.sh/release-namespace": RELEASE_NAMESPACE,
+            },
+        }
+    }
+    _admin(thread, "PATCH", f"{crds}/{CODEPILOT_CRD}", ownership, "application/merge-patch+json")
+    helm.upgrade(CHART_DIR, RELEASE, enabled, namespace=RELEASE_NAMESPACE)
+    assert _crds(thread)[CODEPILOT_CRD]["spec"] == GENERATED_SPEC
