@@ -24,8 +24,8 @@ fmt: ## format and autofix
 	ruff check --fix operator tests bench
 
 crds: ## regenerate crds/ and the chart's CRDs from the API types
-	$(PY) -m codepilot_operator.cli crd -o crds/codepilot.yaml
-	@if [ -d charts/codepilot-operator/crds ]; then cp crds/codepilot.yaml charts/codepilot-operator/crds/codepilot.yaml; fi
+	$(PY) -m codepilot_operator.cli crd --output-file crds/codepilot.yaml
+	cp crds/codepilot.yaml charts/codepilot-operator/files/crds/codepilot.yaml
 
 docs: ## regenerate docs/api.md from the API types
 	$(PY) -c "from codepilot_operator.api.reference import api_reference; open('docs/api.md','w').write(api_reference())"

@@ -10,7 +10,7 @@ import kubernetes_validate
 import yaml
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.loader import parse_codepilot
+from codepilot_operator.loader import in_namespace, parse_codepilot
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -46,8 +46,12 @@ def codepilot(**overrides: Any) -> CodePilot:
     return parse_codepilot(manifest(**overrides))
 
 
+# Examples name no namespace (one file serves every team); tests apply them here, as `-n` would.
+EXAMPLE_NAMESPACE = "assistants"
+
+
 def load_example(path: Path) -> CodePilot:
-    return parse_codepilot(yaml.safe_load(path.read_text()))
+    return parse_codepilot(in_namespace(yaml.safe_load(path.read_text()), EXAMPLE_NAMESPACE))
 
 
 def validate_builtin(obj: dict[str, Any]) -> None:

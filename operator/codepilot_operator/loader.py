@@ -241,8 +241,29 @@ def load_yaml_documents(text: str, source: str = "<stdin>") -> list[Any]:
         raise InvalidCodePilot([f"{source}:{where} invalid YAML: {problem}"]) from None
 
 
-def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
-    """Every CodePilot in a YAML stream; problems of all documents are reported together."""
+def in_namespace(document: Any, namespace: str | None) -> Any:
+    """The document as applied with ``kubectl apply -n NAMESPACE``: a manifest that names no namespace
+    takes it (examples are written that way, so one file serves every team); one naming another
+    namespace is refused, as kubectl refuses it."""
+    if namespace is None or not isinstance(document, dict):
+        return document
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict):
+        return document  # parse_codepilot names the problem
+    own = metadata.get("namespace")
+    if own is None:
+        return {**document, "metadata": {**metadata, "namespace": namespace}}
+    if own != namespace:
+        given = preview(namespace)
+        raise InvalidCodePilot([f"metadata.namespace: {preview(own)} does not match -n {given}"])
+    return document
+
+
+def parse_documents(text: str, source: str = "<stdin>", namespace: str | None = None) -> list[CodePilot]:
+    """Every CodePilot in a YAML stream; problems of all documents are reported together.
+
+    ``namespace``: the one ``-n`` gives, for documents that name none (otherwise ``default``, as kubectl).
+    """
     documents = load_yaml_documents(text, source)
     if not documents:
         raise InvalidCodePilot([f"{source}: no CodePilot found (the file is empty)"])
@@ -251,7 +272,7 @@ def parse_documents(text: str, source: str = "<stdin>") -> list[CodePilot]:
     for index, document in enumerate(documents):
         label = source if len(documents) == 1 else f"{source}[document {index + 1}]"
         try:
-            parsed.append(parse_codepilot(document))
+            parsed.append(parse_codepilot(in_namespace(document, namespace)))
         except InvalidCodePilot as exc:
             problems.extend(f"{label}: {p}" for p in exc.problems)
     if problems:

@@ -2,7 +2,7 @@
 
 Every rendered object must validate: built-in kinds with kubernetes-validate in strict mode for the
 Kubernetes version we support (a kind without a schema fails), Prometheus Operator kinds with the models
-generated from the upstream CRDs, and the chart's own custom resources against the CRDs in its crds/.
+generated from the upstream CRDs, and the chart's own custom resources against the CRDs it ships.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 
 def _chart_crds() -> dict[tuple[str, str], dict[str, Any]]:
     crds = {}
-    for path in sorted((CHART_DIR / "crds").glob("*.yaml")):
+    for path in sorted(
+        [*(CHART_DIR / "crds").glob("*.yaml"), *(CHART_DIR / "files" / "crds").glob("*.yaml")]
+    ):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 crds[(doc["spec"]["group"], doc["spec"]["names"]["kind"])] = doc
@@ -177,16 +179,17 @@ def _installed_crds(chart: helm_python.Chart) -> list[dict[str, Any]]:
     return [doc for f in chart.crds for doc in yaml.safe_load_all(f["data"]) if doc]
 
 
-def test_chart_crds_validate(helm_chart: helm_python.Chart) -> None:
-    """Every CRD Helm installs is valid apiextensions/v1 as generated (no rewriting before validation)."""
-    crds = _installed_crds(helm_chart)
-    for doc in crds:
+def test_chart_crds_validate(helm_chart: helm_python.Chart, render_chart: RenderChart) -> None:
+    """Every CRD the chart installs (crds/, then the templated CodePilot CRD) is valid apiextensions/v1."""
+    installed = _installed_crds(helm_chart)
+    templated = render_chart().of_kind("CustomResourceDefinition")
+    for doc in [*installed, *templated]:
         validate_builtin(doc)
-    assert {doc["metadata"]["name"] for doc in crds} == {
-        "codepilots.serving.codepilot.dev",
+    assert {doc["metadata"]["name"] for doc in installed} == {
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
+    assert [doc["metadata"]["name"] for doc in templated] == ["codepilots.serving.codepilot.dev"]
 
 
 def test_rendered_names_are_unique(render_chart: RenderChart) -> None:
@@ -581,17 +584,19 @@ def test_notes_tell_how_to_allow_a_secret_and_what_the_policy_allows(render_char
     assert "Secret names:     minio-credentials, registry-pull (the operator's RBAC allows no other)" in notes
 
 
-def test_notes_tell_how_to_upgrade_crds(render_chart: RenderChart) -> None:
+def test_notes_tell_what_happens_to_the_crd(render_chart: RenderChart) -> None:
     notes = render_chart().notes
-    assert "kubectl apply --server-side -f crds/" in notes
+    assert "`helm upgrade` updates it, and `helm uninstall` keeps it" in notes
+    notes = render_chart({"crds": {"enabled": False, "keep": True}}).notes
     assert "codepilot crd | kubectl apply --server-side -f -" in notes
 
 
 def test_chart_crd_is_the_generated_crd() -> None:
-    """Helm installs crds/ from the chart; it must be the CRD generated from the API types."""
+    """The chart templates files/crds/codepilot.yaml; it must be the CRD generated from the API types."""
     generated = Path(CHART_DIR).parents[1] / "crds" / "codepilot.yaml"
-    assert (CHART_DIR / "crds" / "codepilot.yaml").read_bytes() == generated.read_bytes(), (
-        "charts/codepilot-operator/crds/codepilot.yaml differs from crds/codepilot.yaml: copy it over"
+    copied = CHART_DIR / "files" / "crds" / "codepilot.yaml"
+    assert copied.read_bytes() == generated.read_bytes(), (
+        "charts/codepilot-operator/files/crds/codepilot.yaml differs from crds/codepilot.yaml: run make crds"
     )
 
 

@@ -104,7 +104,7 @@ def test_validate_accepts_every_example() -> None:
 
 def test_crd_command_writes_the_generated_crd(tmp_path: Path) -> None:
     target = tmp_path / "crd.yaml"
-    assert main(["crd", "-o", str(target)]) == 0
+    assert main(["crd", "--output-file", str(target)]) == 0
     assert yaml.safe_load(target.read_text()) == yaml.safe_load(
         (REPO / "crds" / "codepilot.yaml").read_text()
     )
@@ -155,13 +155,13 @@ def test_directory_is_one_line(tmp_path: Path) -> None:
 
 def test_crd_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
     target = tmp_path / "missing" / "dir" / "x.yaml"
-    result = run("crd", "-o", str(target))
+    result = run("crd", "--output-file", str(target))
     _one_clean_error(result, f"error: {target}: directory {target.parent} does not exist")
     assert not (tmp_path / "missing").exists()
 
 
 def test_crd_onto_a_directory_is_one_line(tmp_path: Path) -> None:
-    result = run("crd", "-o", str(tmp_path))
+    result = run("crd", "--output-file", str(tmp_path))
     _one_clean_error(result, f"error: {tmp_path}: is a directory")
     assert list(tmp_path.iterdir()) == []
 
@@ -195,7 +195,7 @@ def test_crd_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path: 
     real.write_text("old\n")
     link = tmp_path / "link.yaml"
     link.symlink_to(real)
-    assert main(["crd", "-o", str(link)]) == 0
+    assert main(["crd", "--output-file", str(link)]) == 0
     assert link.is_symlink() and link.resolve() == real
     assert yaml.safe_load(real.read_text())["kind"] == "CustomResourceDefinition"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.yaml", "real.yaml"]
@@ -205,7 +205,7 @@ def test_crd_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
     target = tmp_path / "crd.yaml"
     target.write_text("old\n")
     target.chmod(0o640)
-    assert main(["crd", "-o", str(target)]) == 0
+    assert main(["crd", "--output-file", str(target)]) == 0
     assert target.stat().st_mode & 0o777 == 0o640
 
 
@@ -220,7 +220,7 @@ def test_crd_into_a_pipe_writes_through_it(tmp_path: Path) -> None:
     received: list[bytes] = []
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
     reader.start()
-    result = run("crd", "-o", str(fifo))
+    result = run("crd", "--output-file", str(fifo))
     reader.join(timeout=30)
     assert result.returncode == 0, result.stderr
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
@@ -234,7 +234,7 @@ def test_crd_to_a_full_device_keeps_the_device_and_says_so(tmp_path: Path) -> No
 
     full = tmp_path / "full"
     os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))
-    result = run("crd", "-o", str(full))
+    result = run("crd", "--output-file", str(full))
     _one_clean_error(result, f"error: {full}: cannot write: No space left on device")
     assert stat.S_ISCHR(full.lstat().st_mode)
 

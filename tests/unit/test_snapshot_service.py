@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -171,14 +172,62 @@ def test_s3_settings_refuse_what_would_fail_later(env: dict[str, str], message: 
     assert message in str(excinfo.value)
 
 
-def test_progress_lines_in_a_log_are_whole_lines() -> None:
+def test_progress_lines_in_a_log_are_whole_lines_with_rate_and_time_left() -> None:
     stream = io.StringIO()
-    progress = Progress("fetch", 4 * 2**20, 2, stream=stream, interval=0)
+    progress = Progress("fetch", 4 * 2**20, 2, stream=stream, enabled=True, interval=0)
     progress.add(2**20)
     progress.file_done()
     progress.close()
-    lines = stream.getvalue().splitlines()
-    assert (
-        lines[-1].startswith("fetch: 1.0 MiB / 4.0 MiB (25%), 1/2 files, ") and "\r" not in stream.getvalue()
-    )
+    last = stream.getvalue().splitlines()[-1]
+    assert "\r" not in stream.getvalue()
+    assert last.startswith("fetch:  25% 1.00M/4.00M [00:00<"), last  # elapsed < remaining: the ETA
+    assert last.endswith("B/s], 1/2 files"), last
     assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_silent_unless_on_a_terminal_or_asked() -> None:
+    log = io.StringIO()
+    progress = Progress("fetch", 100, 1, stream=log, interval=0)
+    progress.add(100)
+    progress.file_done()
+    progress.close()
+    assert log.getvalue() == ""
+    terminal = _Terminal()
+    progress = Progress("fetch", 100, 1, stream=terminal, enabled=False, interval=0)
+    progress.add(100)
+    progress.close()
+    assert terminal.getvalue() == ""
+
+
+def test_progress_on_a_terminal_is_a_bar_redrawn_in_place() -> None:
+    terminal = _Terminal()
+    progress = Progress("snapshot: hash", 4 * 2**30, 2, stream=terminal, interval=0)
+    progress.add(2**30)
+    progress.file_done()
+    progress.close()
+    drawn = terminal.getvalue()
+    assert "\r" in drawn and drawn.endswith("\n")
+    assert drawn.rsplit("\r", 1)[-1].startswith("snapshot: hash:  25%|")
+    assert "1.00G/4.00G" in drawn and "B/s], 1/2 files" in drawn
+
+
+def test_a_step_without_bytes_still_reports_its_time() -> None:
+    """The server-side copy sends no bytes through the CLI: the ticker keeps the line moving."""
+    stream = io.StringIO()
+    progress = Progress(
+        "snapshot: server-side copy", 2 * 2**30, 1, stream=stream, enabled=True, interval=0.05
+    )
+    try:
+        for _ in range(200):
+            if stream.getvalue():
+                break
+            time.sleep(0.05)
+    finally:
+        progress.close()
+    first = stream.getvalue().splitlines()[0]
+    assert first.startswith("snapshot: server-side copy:   0% 0.00/2.00G [00:00<?, ?B/s], 0/1 files"), first

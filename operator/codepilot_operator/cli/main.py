@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from codepilot_operator.cli import gateway, offline, rollout, run, snapshots
-from codepilot_operator.cli.support import EXIT_INVALID, UsageError, print_problems
+from codepilot_operator.cli.support import EXIT_INVALID, UsageError, print_help, print_problems
 
 Handler = Callable[[argparse.Namespace], int]
 COMMAND_GROUPS = (offline, run, snapshots, rollout, gateway)
@@ -21,9 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="codepilot", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(sub)
+    parser.set_defaults(handler=print_help(parser))
     return parser
 
 

@@ -9,13 +9,21 @@ Every failure is one line on stderr; tables go to stdout, progress to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codepilot_operator.cli.support import EXIT_INVALID, UsageError, load_one_codepilot, print_problems
+from codepilot_operator.cli.support import (
+    EXIT_INVALID,
+    UsageError,
+    add_namespace_option,
+    load_one_codepilot,
+    print_help,
+    print_problems,
+)
 
 if TYPE_CHECKING:
     from codepilot_operator.api import CodePilot
@@ -98,14 +106,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _codepilot(args: argparse.Namespace) -> CodePilot:
-    return load_one_codepilot(args.file)
+    return load_one_codepilot(args.file, args.namespace)
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
     from codepilot_operator.clients.s3 import credentials_from_env
     from codepilot_operator.snapshots.service import store_for
 
-    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=not args.no_progress)
+    return store_for(cp, credentials_from_env(), endpoint=args.endpoint, progress=args.progress)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -113,6 +121,18 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     return "".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
     )
+
+
+def _emit(args: argparse.Namespace, rows: Sequence[Sequence[str]], data: object) -> None:
+    """The table for people, or the same facts as JSON for scripts (``-o json``: numbers stay numbers)."""
+    if args.output == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(_table(rows))
+
+
+def _timestamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _age(now: datetime, then: datetime) -> str:
@@ -133,6 +153,20 @@ def _now(args: argparse.Namespace) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _resolve_ids(store: SnapshotStore, ids: Sequence[str]) -> list[str]:
+    """Full IDs for what the user typed: full IDs as given, prefixes looked up in one listing (like git).
+
+    A prefix that matches nothing is a missing snapshot (exit 4); one that is too short, or matches
+    several, is invalid input (exit 2) and names the candidates.
+    """
+    from codepilot_operator.snapshots.manifest import is_id_prefix, resolve_id_prefix
+
+    if not any(is_id_prefix(i) for i in ids):
+        return list(ids)  # full IDs, or text that is no ID at all: the store says which
+    known = [info.id for info in store.list_snapshots()]
+    return [resolve_id_prefix(i, known) if is_id_prefix(i) else i for i in ids]
+
+
 def cmd_snapshot_create(args: argparse.Namespace) -> int:
     from codepilot_operator.snapshots.progress import human_bytes
     from codepilot_operator.snapshots.service import ensure_snapshot
@@ -140,14 +174,19 @@ def cmd_snapshot_create(args: argparse.Namespace) -> int:
     cp = _codepilot(args)
     ref = ensure_snapshot(_store(args, cp), cp, cp.spec.model.version, now=_now(args))
     state = "existing" if ref.reused else "created"
-    sys.stdout.write(
-        _table(
-            [
-                ["ID", "VERSION", "SIZE", "FILES", "STATE"],
-                [ref.id, ref.version, human_bytes(ref.size_bytes), str(ref.file_count), state],
-            ]
-        )
-    )
+    rows = [
+        ["ID", "VERSION", "SIZE", "FILES", "STATE"],
+        [ref.id, ref.version, human_bytes(ref.size_bytes), str(ref.file_count), state],
+    ]
+    data = {
+        "id": ref.id,
+        "uri": ref.uri,
+        "version": ref.version,
+        "sizeBytes": ref.size_bytes,
+        "files": ref.file_count,
+        "state": state,
+    }
+    _emit(args, rows, data)
     return 0
 
 
@@ -159,11 +198,12 @@ def cmd_snapshot_list(args: argparse.Namespace) -> int:
     now = _now(args)
     pins = pinned_snapshot_ids(cp.status)
     rows = [["ID", "CREATED", "AGE", "SIZE", "FILES", "VERSIONS", "PINNED"]]
+    data = []
     for info in _store(args, cp).list_snapshots():
         rows.append(
             [
                 info.id,
-                info.created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                _timestamp(info.created),
                 _age(now, info.created),
                 human_bytes(info.size_bytes),
                 str(info.file_count),
@@ -171,7 +211,17 @@ def cmd_snapshot_list(args: argparse.Namespace) -> int:
                 "yes" if info.id in pins else "",
             ]
         )
-    sys.stdout.write(_table(rows))
+        data.append(
+            {
+                "id": info.id,
+                "created": _timestamp(info.created),
+                "sizeBytes": info.size_bytes,
+                "files": info.file_count,
+                "versions": list(info.versions),
+                "pinned": info.id in pins,
+            }
+        )
+    _emit(args, rows, data)
     return 0
 
 
@@ -181,18 +231,29 @@ def cmd_snapshot_verify(args: argparse.Namespace) -> int:
 
     cp = _codepilot(args)
     store = _store(args, cp)
-    ids = args.ids or [info.id for info in store.list_snapshots()]
+    ids = _resolve_ids(store, args.ids) if args.ids else [info.id for info in store.list_snapshots()]
     rows, first_error = [["ID", "RESULT", "SIZE", "FILES"]], None
+    data: list[dict[str, object]] = []
     for snapshot_id in ids:
         try:
             manifest = store.verify(snapshot_id, deep=not args.quick)
             result = "ok (sizes)" if args.quick else "ok"
             rows.append([snapshot_id, result, human_bytes(manifest.size_bytes), str(len(manifest.files))])
+            data.append(
+                {
+                    "id": snapshot_id,
+                    "result": "ok",
+                    "checked": "sizes" if args.quick else "sha256",
+                    "sizeBytes": manifest.size_bytes,
+                    "files": len(manifest.files),
+                }
+            )
         except SnapshotError as exc:
             rows.append([snapshot_id, str(exc.reason), "-", "-"])
+            data.append({"id": snapshot_id, "result": str(exc.reason), "message": str(exc)})
             print(f"error: {snapshot_id}: {exc}", file=sys.stderr)
             first_error = first_error or exc
-    sys.stdout.write(_table(rows))
+    _emit(args, rows, data)
     return first_error.exit_code if first_error else 0
 
 
@@ -234,14 +295,21 @@ def cmd_snapshot_gc(args: argparse.Namespace) -> int:
         policy = RetentionPolicy(keep, policy.max_age)
     if max_age is not None:
         policy = RetentionPolicy(policy.keep_last, timedelta(seconds=parse_duration(max_age)))
-    result = _store(args, cp).gc(
-        pinned_snapshot_ids(cp.status) | set(args.pin), policy, _now(args), dry_run=args.dry_run
-    )
+    store = _store(args, cp)
+    pins = set(_resolve_ids(store, args.pin)) if args.pin else set()
+    result = store.gc(pinned_snapshot_ids(cp.status) | pins, policy, _now(args), dry_run=args.dry_run)
     rows = [["ID", "ACTION", "WHY"]]
     rows += [[i, "keep", ", ".join(why)] for i, why in result.kept.items()]
     verb = "would delete" if args.dry_run else "deleted"
     rows += [[i, verb, "not pinned, not among the newest, older than maxAge"] for i in result.deleted]
-    sys.stdout.write(_table(rows))
+    data = {
+        "dryRun": args.dry_run,
+        "kept": [{"id": i, "why": list(why)} for i, why in result.kept.items()],
+        "deleted": list(result.deleted),
+        "blobsDeleted": result.blobs_deleted,
+        "bytesFreed": result.bytes_freed,
+    }
+    _emit(args, rows, data)
     if not args.dry_run:
         print(
             f"gc: {len(result.deleted)} snapshots and {result.blobs_deleted} unreferenced blobs deleted "
@@ -272,12 +340,30 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_guarded(cmd_fetch))
 
     snap = subparsers.add_parser("snapshot", help="create, list, verify and garbage-collect weight snapshots")
-    ssub = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
+    ssub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION")
+    snap.set_defaults(handler=print_help(snap))
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("file", metavar="FILE", help="CodePilot manifest; - for stdin")
+        add_namespace_option(parser)
         parser.add_argument("--endpoint", help="S3 endpoint URL overriding spec.model.source.endpoint")
-        parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+        shown = parser.add_mutually_exclusive_group()
+        shown.add_argument(
+            "--progress",
+            action="store_true",
+            default=None,
+            help="progress with rate and time left on stderr also when it is not a terminal (a log)",
+        )
+        shown.add_argument(
+            "--no-progress",
+            dest="progress",
+            action="store_false",
+            default=None,
+            help="no progress on stderr (default: only when stderr is a terminal)",
+        )
+        parser.add_argument(
+            "-o", "--output", choices=("table", "json"), default="table", help="output format (default table)"
+        )
 
     p = ssub.add_parser("create", help="snapshot spec.model.source as spec.model.version (idempotent)")
     common(p)
@@ -290,13 +376,17 @@ def register(subparsers: Any) -> None:
 
     p = ssub.add_parser("verify", help="re-hash snapshots in S3 (all, or the IDs given)")
     common(p)
-    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument(
+        "ids", nargs="*", metavar="ID", help="snapshot IDs or unambiguous prefixes (4+ hex digits)"
+    )
     p.add_argument("--quick", action="store_true", help="check presence and sizes only")
     p.set_defaults(handler=_guarded(cmd_snapshot_verify))
 
     p = ssub.add_parser("gc", help="delete snapshots outside retention (pinned ones never)")
     common(p)
-    p.add_argument("--pin", action="append", default=[], metavar="ID", help="also keep this snapshot")
+    p.add_argument(
+        "--pin", action="append", default=[], metavar="ID", help="also keep this snapshot (ID or prefix)"
+    )
     p.add_argument("--keep", metavar="N", help="override spec.model.source.retention.keep (0-1000)")
     p.add_argument("--max-age", help="override spec.model.source.retention.maxAge, e.g. 7d")
     p.add_argument("--dry-run", action="store_true", help="print the decision, delete nothing")

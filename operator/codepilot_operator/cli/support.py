@@ -6,12 +6,13 @@ rendered stream is printed only once every document rendered.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pydantic_core
@@ -32,6 +33,18 @@ class UsageError(Exception):
     def __init__(self, *problems: str):
         super().__init__("; ".join(problems))
         self.problems = list(problems)
+
+
+def print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """The handler of a command given without its subcommand (``codepilot``, ``codepilot snapshot``):
+    its help on stdout and exit 0, as kubectl and helm answer a bare command, rather than argparse's
+    "the following arguments are required" line."""
+
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show
 
 
 def print_problems(problems: Sequence[str]) -> None:
@@ -138,7 +151,16 @@ def _replace_atomically(real: str, text: str, mode: int | None) -> None:
         raise
 
 
-def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
+def add_namespace_option(parser: argparse.ArgumentParser) -> None:
+    """``-n``: the namespace the manifests are applied in, as ``kubectl apply -n`` would."""
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        help="the namespace of CodePilots whose manifest names none (default: default, as kubectl)",
+    )
+
+
+def load_codepilots(paths: Sequence[str], namespace: str | None = None) -> list[CodePilot]:
     """Every CodePilot in ``paths``; the problems of all files are reported together."""
     from codepilot_operator.loader import InvalidCodePilot, parse_documents
 
@@ -147,7 +169,7 @@ def load_codepilots(paths: Sequence[str]) -> list[CodePilot]:
     for path in paths:
         text, source = read_text(path)
         try:
-            codepilots.extend(parse_documents(text, source))
+            codepilots.extend(parse_documents(text, source, namespace))
         except InvalidCodePilot as exc:
             problems.extend(exc.problems)
     if problems:
@@ -186,8 +208,8 @@ def load_platform(path: str | None) -> PlatformPolicy:
         ) from None
 
 
-def load_one_codepilot(path: str) -> CodePilot:
-    codepilots = load_codepilots([path])
+def load_one_codepilot(path: str, namespace: str | None = None) -> CodePilot:
+    codepilots = load_codepilots([path], namespace)
     if len(codepilots) != 1:
         raise UsageError(f"{path}: expected one CodePilot, found {len(codepilots)}")
     return codepilots[0]

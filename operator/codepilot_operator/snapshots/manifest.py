@@ -27,6 +27,39 @@ from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
 FORMAT = "codepilot.dev/snapshot-manifest/v1"
 MANIFEST_NAME = "manifest.json"
 SNAPSHOT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+# As git: 4 hex digits at least, so a prefix is never a typo that happens to match by chance.
+MIN_ID_PREFIX = 4
+_ID_PREFIX_RE = re.compile(r"^[0-9a-f]+$")
+
+
+class AmbiguousPrefix(ValueError):
+    """A prefix that is malformed or names several snapshots (invalid input); the message is one line."""
+
+
+def is_id_prefix(text: str) -> bool:
+    """Lowercase hex shorter than a full ID: to be looked up among the snapshots."""
+    return len(text) < 64 and bool(_ID_PREFIX_RE.match(text))
+
+
+def resolve_id_prefix(prefix: str, known: Iterable[str]) -> str:
+    """The one snapshot ID in ``known`` that starts with ``prefix`` (a full ID is its own prefix).
+
+    People copy the first characters of an ID from ``snapshot list``, as they do with git commits.
+    """
+    if not _ID_PREFIX_RE.match(prefix) or len(prefix) > 64:
+        raise AmbiguousPrefix(f"not a snapshot ID or ID prefix (lowercase hex): {prefix!r}")
+    if len(prefix) < MIN_ID_PREFIX:
+        raise AmbiguousPrefix(f"snapshot ID prefix {prefix!r} is too short: give at least {MIN_ID_PREFIX}")
+    matches = sorted({i for i in known if i.startswith(prefix)})
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:  # a missing snapshot, as a full ID that is not there
+        raise SnapshotError(FailureReason.INVALID_SNAPSHOT, f"no snapshot ID starts with {prefix!r}")
+    shown = ", ".join(m[: len(prefix) + 8] for m in matches[:10])
+    more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+    raise AmbiguousPrefix(f"snapshot ID prefix {prefix!r} is ambiguous: {shown}{more}")
+
+
 _SHA256_RE = SNAPSHOT_ID_RE
 
 

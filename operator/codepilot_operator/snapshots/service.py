@@ -81,7 +81,7 @@ def store_for(
     credentials: S3Credentials | None = None,
     *,
     endpoint: str | None = None,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> SnapshotStore:
     """A store for the CodePilot's snapshots; ``endpoint`` overrides spec (e.g. from outside the cluster)."""
     source = cp.spec.model.source
