@@ -126,7 +126,8 @@ def spec_violations(prefix: str, cp: CodePilot, platform: PlatformPolicy) -> lis
 
 
 def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
-    """Every Secret the rendered pods would reference (env from secretKeyRef, imagePullSecrets)."""
+    """Every Secret the rendered pods would reference (env from secretKeyRef, the CA bundle's volume,
+    imagePullSecrets)."""
     refs = []
     if cp.spec.model.source.credentials_secret:
         refs.append(
@@ -134,6 +135,9 @@ def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
                 f"{prefix}.model.source.credentialsSecret", cp.spec.model.source.credentials_secret, True
             )
         )
+    ca_bundle = cp.spec.model.source.ca_bundle
+    if ca_bundle is not None and ca_bundle.secret_name:
+        refs.append(SecretRef(f"{prefix}.model.source.caBundle.secretName", ca_bundle.secret_name, True))
     for index, name in enumerate(cp.spec.runtime.image_pull_secrets):
         refs.append(SecretRef(f"{prefix}.runtime.imagePullSecrets[{index}]", name, False))
     return refs
