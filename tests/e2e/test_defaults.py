@@ -32,7 +32,9 @@ def defaulted(kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFa
     platform = tmp / "platform.yaml"
     platform.write_text(yaml.safe_dump(PLATFORM))
     operator = Operator(
-        kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, extra_args=("--platform", str(platform))
+        kube_emulator.kubeconfig(tmp / "kubeconfig"),
+        tmp,
+        extra_args=("--platform", str(platform)),
     )
     operator.start()
     try:
@@ -106,21 +108,3 @@ def test_the_codepilots_own_endpoint_wins_and_status_says_so(defaulted: Cluster)
     fields = {d["field"] for d in cluster.codepilot(ns)["status"]["defaults"]}
     assert "spec.model.source.endpoint" not in fields
     assert "spec.model.source.credentialsSecret" not in fields
-
-
-def test_without_any_endpoint_the_codepilot_is_refused_naming_the_field(cluster: Cluster) -> None:
-    """The `cluster` operator runs with the chart's default platform: no endpoint to fall back on."""
-    ns = "defaults-missing"
-    cluster.api.create("codepilots", uri_only(ns))
-
-    degraded = wait_for(
-        "Degraded=True", lambda: (c := cluster.condition(ns, "Degraded")) and c["status"] == "True" and c
-    )
-    assert degraded["reason"] == "InvalidSpec"
-    assert "spec.model.source.endpoint: required" in degraded["message"]
-    assert "defaults.source.endpoint" in degraded["message"]
-    events = wait_for(
-        "an InvalidSpec Event", lambda: [e for e in cluster.events(ns) if e.get("reason") == "InvalidSpec"]
-    )
-    assert "spec.model.source.endpoint" in events[0]["message"]
-    assert cluster.api.list("deployments", ns) == []
