@@ -38,15 +38,16 @@ def render(
     versions = served if served is not None else served_versions(cp)
 
     def own_spec(item: ServedVersion) -> CodePilot:
-        prefix = "spec" if item.template is None else "status.stableTemplate"
-        return with_defaults(for_version(cp, item), platform.defaults, prefix).codepilot
+        if item.template is None:
+            return cp  # resolved above
+        return with_defaults(for_version(cp, item), platform.defaults, "status.stableTemplate").codepilot
 
+    owns = [own_spec(item) for item in versions]
     objects: list[dict[str, Any]] = []
-    for item in versions:
-        objects.append(model_config_map(own_spec(item), item))
+    for item, own in zip(versions, owns, strict=True):
+        objects.append(model_config_map(own, item))
     objects.append(entry_service(cp))
-    for item in versions:
-        own = own_spec(item)
+    for item, own in zip(versions, owns, strict=True):
         objects.append(version_service(own, item))
         objects.append(deployment(own, item, platform))
         if cp.spec.autoscaling.enabled:
