@@ -274,3 +274,33 @@ def test_the_cli_renders_and_validates_with_the_platform_file(tmp_path: Path) ->
     rendered = _cli("render", "--platform", str(platform), str(cp))
     assert rendered.returncode == 0, rendered.stderr
     assert f"value: {ENDPOINT}" in rendered.stdout
+
+
+def test_kedas_prometheus_is_the_platforms_too() -> None:
+    """One Prometheus URL for the platform: KEDA's ScaledObject queries it like the canary analysis."""
+    keda = {"spec.autoscaling.provider": "KEDA", "spec.autoscaling.maxReplicas": 3}
+    objects = render(parse_codepilot(uri_only(**keda)), platform=PLATFORM)
+    (scaled,) = [o for o in objects if o["kind"] == "ScaledObject"]
+    assert scaled["spec"]["triggers"][0]["metadata"]["serverAddress"] == DEFAULTS.prometheus_url
+    resolved = with_defaults(parse_codepilot(uri_only(**keda)), DEFAULTS)
+    assert ("spec.autoscaling.prometheusAddress", DEFAULTS.prometheus_url) in {
+        (d.field, d.value) for d in resolved.defaulted
+    }
+    # The value the 0.1.0 CRD stored in every CodePilot follows the platform; a chosen one wins.
+    stored = {**keda, "spec.autoscaling.prometheusAddress": "http://prometheus-operated.monitoring.svc:9090"}
+    assert with_defaults(codepilot(**stored), DEFAULTS).codepilot.spec.autoscaling.prometheus_address == (
+        DEFAULTS.prometheus_url
+    )
+    chosen = {**keda, "spec.autoscaling.prometheusAddress": "http://team-prometheus:9090"}
+    address = with_defaults(codepilot(**chosen), DEFAULTS).codepilot.spec.autoscaling.prometheus_address
+    assert address == "http://team-prometheus:9090"
+    # Without the platform's, KEDA gets the built-in address, and nothing is reported for other providers.
+    builtin = render(codepilot(**keda))
+    (scaled,) = [o for o in builtin if o["kind"] == "ScaledObject"]
+    assert (
+        scaled["spec"]["triggers"][0]["metadata"]["serverAddress"]
+        == "http://prometheus-operated.monitoring.svc:9090"
+    )
+    assert "spec.autoscaling.prometheusAddress" not in {
+        d.field for d in with_defaults(codepilot(), DEFAULTS).defaulted
+    }

@@ -14,6 +14,8 @@ Rules, field by field (a CodePilot's own field always wins):
 - ``spec.runtime.image``: the platform's Triton image, else the operator's built-in one; the value the
   0.1.0 CRD's schema default stored counts as unset, as for the fetcher image (api/platform.py);
 - ``spec.rollout.analysis.prometheusUrl``: the platform's, else none (analysis then waits);
+- ``spec.autoscaling.prometheusAddress`` (KEDA's): the platform's Prometheus URL, else the operator's
+  built-in one; the value the 0.1.0 CRD's schema default stored counts as unset;
 - ``spec.alerts.labels``: the platform's labels with the CodePilot's on top, key by key.
 """
 
@@ -25,11 +27,19 @@ from typing import Any
 
 from codepilot_operator.api.codepilot import CodePilot
 from codepilot_operator.api.platform import PlatformDefaults
-from codepilot_operator.api.spec import DEFAULT_REGION, DEFAULT_SNAPSHOT_PREFIX, DEFAULT_TRITON_IMAGE
+from codepilot_operator.api.spec import (
+    DEFAULT_PROMETHEUS_ADDRESS,
+    DEFAULT_REGION,
+    DEFAULT_SNAPSHOT_PREFIX,
+    DEFAULT_TRITON_IMAGE,
+    ScalingProvider,
+)
 
 ENDPOINT_PATH = "spec.model.source.endpoint"
 # What the 0.1.0 CRD's schema default wrote into every CodePilot's spec.runtime.image.
 SCHEMA_DEFAULT_TRITON_IMAGES = frozenset({DEFAULT_TRITON_IMAGE})
+# ... and into spec.autoscaling.prometheusAddress.
+SCHEMA_DEFAULT_PROMETHEUS_ADDRESSES = frozenset({DEFAULT_PROMETHEUS_ADDRESS})
 
 
 class Origin(StrEnum):
@@ -93,6 +103,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _stored(value: Any, schema_defaults: frozenset[str], platform: Any) -> Any:
+    """The CodePilot's own value. One the 0.1.0 CRD's schema default stored was never chosen: it counts
+    as unset when the platform has a value to give instead (with none, it stays as stored)."""
+    if value in schema_defaults and platform is not None:
+        return None
+    return value
+
+
 def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec") -> Resolved:
     """``cp`` with every field it leaves out taken from ``defaults`` (or the operator's own fallback).
 
@@ -129,10 +147,16 @@ def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec
         ),
     }
     runtime = spec.runtime
-    own_image = None if runtime.image in SCHEMA_DEFAULT_TRITON_IMAGES else runtime.image
-    if own_image is None and defaults.triton_image is None and runtime.image is not None:
-        own_image = runtime.image  # nothing to follow instead: keep it as stored, report nothing
+    own_image = _stored(runtime.image, SCHEMA_DEFAULT_TRITON_IMAGES, defaults.triton_image)
     image = _pick(own_image, defaults.triton_image, DEFAULT_TRITON_IMAGE, f"{prefix}.runtime.image", found)
+    autoscaling = spec.autoscaling
+    address = _pick(
+        _stored(autoscaling.prometheus_address, SCHEMA_DEFAULT_PROMETHEUS_ADDRESSES, defaults.prometheus_url),
+        defaults.prometheus_url,
+        DEFAULT_PROMETHEUS_ADDRESS,
+        f"{prefix}.autoscaling.prometheusAddress",
+        found if autoscaling.provider is ScalingProvider.KEDA else [],  # shown only where it is used
+    )
     analysis = spec.rollout.analysis
     prometheus = _pick(
         analysis.prometheus_url,
@@ -151,6 +175,7 @@ def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec
         update={
             "model": model,
             "runtime": runtime.model_copy(update={"image": image}),
+            "autoscaling": autoscaling.model_copy(update={"prometheus_address": address}),
             "rollout": spec.rollout.model_copy(
                 update={"analysis": analysis.model_copy(update={"prometheus_url": prometheus})}
             ),
@@ -172,6 +197,7 @@ def required(value: str | None, path: str) -> str:
 
 __all__ = [
     "ENDPOINT_PATH",
+    "SCHEMA_DEFAULT_PROMETHEUS_ADDRESSES",
     "SCHEMA_DEFAULT_TRITON_IMAGES",
     "Defaulted",
     "MissingSetting",

@@ -38,6 +38,7 @@ from codepilot_operator.api.storage import BucketName, CABundleRef, Endpoint, Re
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_SNAPSHOT_PREFIX = "codepilot-snapshots"
 DEFAULT_GATEWAY_IMAGE = "codepilot/codepilot-operator:0.1.0"
 
@@ -319,11 +320,13 @@ class AutoscalingSpec(SpecModel):
     scale_down_stabilization: Annotated[DurationSyntax, DurationRange(maximum="1h")] = Field(
         default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
     )
-    prometheus_address: Annotated[
-        str, Field(max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]+)?(/\S*)?$")
-    ] = Field(
-        default="http://prometheus-operated.monitoring.svc:9090",
-        description="Prometheus URL the KEDA ScaledObject queries (provider KEDA only).",
+    # No schema default, so that the platform's Prometheus reaches CodePilots that never chose one.
+    prometheus_address: (
+        Annotated[str, Field(max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]+)?(/\S*)?$")] | None
+    ) = Field(
+        default=None,
+        description=f"Prometheus URL the KEDA ScaledObject queries (provider KEDA only); default: the "
+        f"platform's (chart value defaults.prometheusUrl), else {DEFAULT_PROMETHEUS_ADDRESS}.",
     )
 
     @model_validator(mode="after")
