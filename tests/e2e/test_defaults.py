@@ -108,3 +108,18 @@ def test_the_codepilots_own_endpoint_wins_and_status_says_so(defaulted: Cluster)
     fields = {d["field"] for d in cluster.codepilot(ns)["status"]["defaults"]}
     assert "spec.model.source.endpoint" not in fields
     assert "spec.model.source.credentialsSecret" not in fields
+
+
+def test_a_refused_default_says_it_is_the_platforms(defaulted: Cluster) -> None:
+    """The team never wrote credentialsSecret: the refusal must say where it came from and what to do."""
+    cluster, ns = defaulted, "defaults-no-secret"
+    cluster.api.create("codepilots", uri_only(ns))
+
+    degraded = wait_for(
+        "Degraded=True", lambda: (c := cluster.condition(ns, "Degraded")) and c["status"] == "True" and c
+    )
+    assert degraded["reason"] == "SecretNotFound"
+    assert (
+        f"spec.model.source.credentialsSecret: Secret {ns}/s3-reader not found (the platform's default, "
+        "chart value defaults.source.credentialsSecret)"
+    ) in degraded["message"]

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
-from codepilot_operator.api.defaults import MissingSetting, with_defaults
+from codepilot_operator.api.defaults import MissingSetting, Origin, with_defaults
 from codepilot_operator.api.platform import PlatformPolicy
 from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
@@ -211,7 +211,7 @@ async def reconcile(
     )
     cp = with_fields(cp, stepped.fields)  # render what the step decided
     served = served_versions(cp)
-    await admission.check(cp, served)
+    await admission.check(cp, served, [d["field"] for d in defaults if d["from"] == Origin.PLATFORM.value])
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
