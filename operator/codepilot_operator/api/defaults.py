@@ -26,14 +26,16 @@ from enum import StrEnum
 from typing import Any
 
 from codepilot_operator.api.codepilot import CodePilot
-from codepilot_operator.api.platform import PlatformDefaults
+from codepilot_operator.api.platform import PlatformDefaults, SourceDefaults
 from codepilot_operator.api.spec import (
     DEFAULT_PROMETHEUS_ADDRESS,
     DEFAULT_REGION,
     DEFAULT_SNAPSHOT_PREFIX,
     DEFAULT_TRITON_IMAGE,
+    ModelSource,
     ScalingProvider,
 )
+from codepilot_operator.api.storage import CABundleRef
 
 ENDPOINT_PATH = "spec.model.source.endpoint"
 # What the 0.1.0 CRD's schema default wrote into every CodePilot's spec.runtime.image.
@@ -98,7 +100,7 @@ def _pick(own: Any, platform: Any, builtin: Any, path: str, found: list[Defaulte
 
 
 def _text(value: Any) -> str:
-    if hasattr(value, "kind") and hasattr(value, "name") and hasattr(value, "key"):  # a CABundleRef
+    if isinstance(value, CABundleRef):
         return f"{value.kind} {value.name} key {value.key}"
     return str(value)
 
@@ -111,41 +113,46 @@ def _stored(value: Any, schema_defaults: frozenset[str], platform: Any) -> Any:
     return value
 
 
+def _source(source: ModelSource, platform: SourceDefaults, at: str, found: list[Defaulted]) -> ModelSource:
+    """spec.model.source resolved; the one place that knows which settings belong to an endpoint."""
+    endpoint = _pick(source.endpoint, platform.endpoint, None, f"{at}.endpoint", found)
+    if endpoint is None:
+        raise MissingSetting([missing_endpoint(at.removesuffix(".model.source"))])
+    # The connection's own settings come with the platform's endpoint, never with another one.
+    ours = endpoint.rstrip("/") == (platform.endpoint or "").rstrip("/")
+
+    def pick(name: str, own: Any, default: Any, builtin: Any = None, *, bound: bool = True) -> Any:
+        return _pick(own, default if ours or not bound else None, builtin, f"{at}.{name}", found)
+
+    return source.model_copy(
+        update={
+            "endpoint": endpoint,
+            "region": pick("region", source.region or None, platform.region, DEFAULT_REGION),
+            "credentials_secret": pick(
+                "credentialsSecret", source.credentials_secret, platform.credentials_secret
+            ),
+            "ca_bundle": pick("caBundle", source.ca_bundle, platform.ca_bundle),
+            "snapshot_bucket": pick("snapshotBucket", source.snapshot_bucket, platform.snapshot_bucket),
+            "snapshot_prefix": pick(
+                "snapshotPrefix",
+                source.snapshot_prefix,
+                platform.snapshot_prefix,
+                DEFAULT_SNAPSHOT_PREFIX,
+                bound=False,
+            ),
+        }
+    )
+
+
 def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec") -> Resolved:
     """``cp`` with every field it leaves out taken from ``defaults`` (or the operator's own fallback).
 
     Raises MissingSetting naming the field when a required one is set by neither. ``prefix`` is the path
     the spec is shown under in messages (``status.stableTemplate`` for a stable version's own spec).
     """
-    spec, platform = cp.spec, defaults.source
+    spec = cp.spec
     found: list[Defaulted] = []
-    source = spec.model.source
-    endpoint = _pick(source.endpoint, platform.endpoint, None, f"{prefix}.model.source.endpoint", found)
-    if endpoint is None:
-        raise MissingSetting([missing_endpoint(prefix)])
-    # The connection's own settings come with the platform's endpoint, never with another one.
-    ours = endpoint.rstrip("/") == (platform.endpoint or "").rstrip("/")
-
-    def pick(name: str, own: Any, default: Any, builtin: Any = None, *, bound: bool = True) -> Any:
-        chosen = default if ours or not bound else None
-        return _pick(own, chosen, builtin, f"{prefix}.model.source.{name}", found)
-
-    source_update = {
-        "endpoint": endpoint,
-        "region": pick("region", source.region or None, platform.region, DEFAULT_REGION),
-        "credentials_secret": pick(
-            "credentialsSecret", source.credentials_secret, platform.credentials_secret
-        ),
-        "ca_bundle": pick("caBundle", source.ca_bundle, platform.ca_bundle),
-        "snapshot_bucket": pick("snapshotBucket", source.snapshot_bucket, platform.snapshot_bucket),
-        "snapshot_prefix": pick(
-            "snapshotPrefix",
-            source.snapshot_prefix,
-            platform.snapshot_prefix,
-            DEFAULT_SNAPSHOT_PREFIX,
-            bound=False,
-        ),
-    }
+    source = _source(spec.model.source, defaults.source, f"{prefix}.model.source", found)
     runtime = spec.runtime
     own_image = _stored(runtime.image, SCHEMA_DEFAULT_TRITON_IMAGES, defaults.triton_image)
     image = _pick(own_image, defaults.triton_image, DEFAULT_TRITON_IMAGE, f"{prefix}.runtime.image", found)
@@ -170,7 +177,7 @@ def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec
         if key not in labels:
             labels[key] = value
             found.append(Defaulted(f"{prefix}.alerts.labels.{key}", value, Origin.PLATFORM))
-    model = spec.model.model_copy(update={"source": source.model_copy(update=source_update)})
+    model = spec.model.model_copy(update={"source": source})
     resolved_spec = spec.model_copy(
         update={
             "model": model,
