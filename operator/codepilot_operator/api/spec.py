@@ -115,7 +115,7 @@ class ModelSource(SpecModel):
     snapshot_prefix: SnapshotPrefix | None = Field(
         default=None,
         description=f"Prefix under which weight snapshots are kept; default: the platform's, else "
-        f"{DEFAULT_SNAPSHOT_PREFIX}. Changing it starts a new snapshot history.",
+        f"{DEFAULT_SNAPSHOT_PREFIX}. Snapshots pinned in status are looked for here: move them with it.",
     )
     retention: SnapshotRetention = Field(default_factory=SnapshotRetention)
 
