@@ -558,6 +558,13 @@ def test_a_codepilot_with_only_a_uri_renders_with_the_charts_defaults(
     assert monitors[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
+def test_notes_say_what_a_codepilot_gets_by_default(render_chart: RenderChart) -> None:
+    assert "none: every CodePilot sets spec.model.source.endpoint" in render_chart().notes
+    notes = render_chart(SCENARIOS["platform-defaults"]).notes
+    assert "https://minio.minio.svc:9000 with Secret minio-credentials: a CodePilot needs only" in notes
+    assert "registry.example.com/mirror/tritonserver:25.10-trtllm-python-py3" in notes
+
+
 def test_a_defaults_change_rolls_the_operator(render_chart: RenderChart) -> None:
     before = render_chart().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     after = render_chart(SCENARIOS["partial-defaults"]).one("Deployment")
