@@ -83,6 +83,22 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "secretNames": ["minio-credentials", "registry-pull"],
         }
     },
+    "platform-defaults": {
+        "defaults": {
+            "source": {
+                "endpoint": "https://minio.minio.svc:9000",
+                "region": "eu-west-1",
+                "credentialsSecret": "minio-credentials",
+                "caBundle": {"configMapName": "minio-ca", "key": "ca.pem"},
+                "snapshotBucket": "codepilot-snapshots",
+                "snapshotPrefix": "snapshots",
+            },
+            "tritonImage": "registry.example.com/mirror/tritonserver:25.10-trtllm-python-py3",
+            "prometheusUrl": "http://prometheus-operated.monitoring.svc:9090",
+            "alertLabels": {"release": "kube-prometheus-stack"},
+        }
+    },
+    "partial-defaults": {"defaults": {"source": {"endpoint": "http://minio.minio.svc:9000"}}},
 }
 
 
@@ -319,6 +335,18 @@ BAD_VALUES = {
     "fetcher image prefix without a separator": {"policy": {"fetcherImages": ["registry.example.com/team*"]}},
     "service account not a name": {"policy": {"serviceAccounts": ["Not_A_Name"]}},
     "secret names as a string": {"policy": {"secretNames": "minio-credentials"}},
+    "unknown defaults key": {"defaults": {"endpoint": "http://minio:9000"}},
+    "endpoint not a URL": {"defaults": {"source": {"endpoint": "minio:9000"}}},
+    "endpoint with credentials": {"defaults": {"source": {"endpoint": "http://key:secret@minio:9000"}}},
+    "endpoint with a path": {"defaults": {"source": {"endpoint": "http://minio:9000/bucket"}}},
+    "credentials secret not a name": {"defaults": {"source": {"credentialsSecret": "Minio_Keys"}}},
+    "ca bundle from both": {"defaults": {"source": {"caBundle": {"secretName": "a", "configMapName": "b"}}}},
+    "ca bundle key only": {"defaults": {"source": {"caBundle": {"key": "ca.crt"}}}},
+    "snapshot bucket not a bucket": {"defaults": {"source": {"snapshotBucket": "Snapshots"}}},
+    "triton image with a space": {"defaults": {"tritonImage": "triton server"}},
+    "prometheus url without a scheme": {"defaults": {"prometheusUrl": "prometheus:9090"}},
+    "alert label value too long": {"defaults": {"alertLabels": {"release": "x" * 64}}},
+    "alert label key invalid": {"defaults": {"alertLabels": {"bad key": "x"}}},
 }
 
 
@@ -470,6 +498,9 @@ def test_the_platform_configmap_says_what_the_values_say(render_chart: RenderCha
     assert platform.allowed_service_accounts == tuple(policy.get("serviceAccounts", ()))
     assert platform.allowed_priority_classes == tuple(policy.get("priorityClasses", ()))
     assert platform.secret_names == tuple(policy.get("secretNames", ()))
+    defaults = values.get("defaults", {})
+    written = platform.defaults.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+    assert written == defaults, "every default value reaches the operator, and nothing else"
     deployment = rendered.one("Deployment")["spec"]["template"]
     assert "--platform=/etc/codepilot/platform.yaml" in _operator_container(rendered)["args"]
     assert {"configMap": {"name": f"{RELEASE}-platform"}, "name": "platform"} in deployment["spec"]["volumes"]
@@ -480,6 +511,63 @@ def test_a_policy_change_rolls_the_operator(render_chart: RenderChart) -> None:
     """The operator reads its platform file once: a changed value must restart it."""
     before = render_chart().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
     after = render_chart({"policy": {"serviceAccounts": ["codepilot-inference"]}}).one("Deployment")
+    assert after["spec"]["template"]["metadata"]["annotations"] != before
+
+
+def test_a_codepilot_with_only_a_uri_renders_with_the_charts_defaults(
+    render_chart: RenderChart, tmp_path: Path
+) -> None:
+    """The platform file the chart writes is what `codepilot render --platform` reads: a team's CodePilot
+    without any S3 settings renders with the chart's endpoint, Secret, CA, Triton image and labels; with
+    the chart's default values the same CodePilot is refused, naming the field."""
+    cp = manifest()
+    del cp["spec"]["model"]["source"]["endpoint"]
+    (tmp_path / "cp.yaml").write_text(yaml.safe_dump(cp))
+    for scenario in ("defaults", "platform-defaults"):
+        text = render_chart(SCENARIOS[scenario]).one("ConfigMap", f"{RELEASE}-platform")["data"][
+            "platform.yaml"
+        ]
+        (tmp_path / f"{scenario}.yaml").write_text(text)
+    command = [
+        sys.executable,
+        "-m",
+        "codepilot_operator.cli",
+        "render",
+        str(tmp_path / "cp.yaml"),
+        "--platform",
+    ]
+    refused = subprocess.run(
+        [*command, str(tmp_path / "defaults.yaml")], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "spec.model.source.endpoint: required" in refused.stderr
+    done = subprocess.run(
+        [*command, str(tmp_path / "platform-defaults.yaml")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    objects = list(yaml.safe_load_all(done.stdout))
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    fetch = pod["initContainers"][0]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in fetch["env"]}
+    assert env["S3_ENDPOINT"] == "https://minio.minio.svc:9000"
+    assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["name"] == "minio-credentials"
+    assert env["AWS_CA_BUNDLE"] == "/etc/codepilot/s3-ca/ca.crt"
+    assert pod["containers"][0]["image"] == "registry.example.com/mirror/tritonserver:25.10-trtllm-python-py3"
+    assert "s3://codepilot-snapshots/snapshots/" not in done.stdout  # no snapshot yet: the fetcher reads uri
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert monitors[0]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_notes_say_what_a_codepilot_gets_by_default(render_chart: RenderChart) -> None:
+    assert "none: every CodePilot sets spec.model.source.endpoint" in render_chart().notes
+    notes = render_chart(SCENARIOS["platform-defaults"]).notes
+    assert "https://minio.minio.svc:9000 with Secret minio-credentials: a CodePilot needs only" in notes
+    assert "registry.example.com/mirror/tritonserver:25.10-trtllm-python-py3" in notes
+
+
+def test_a_defaults_change_rolls_the_operator(render_chart: RenderChart) -> None:
+    before = render_chart().one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    after = render_chart(SCENARIOS["partial-defaults"]).one("Deployment")
     assert after["spec"]["template"]["metadata"]["annotations"] != before
 
 

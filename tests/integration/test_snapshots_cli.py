@@ -153,3 +153,31 @@ def test_snapshot_commands_send_the_session_token_as_fetch_does(
     monkeypatch.delenv("AWS_SESSION_TOKEN")
     code, _, err = _run(capsys, "snapshot", "create", cp, "--no-progress")
     assert code == 0, err
+
+
+def test_snapshot_commands_take_the_platforms_defaults(
+    cli_env: SeaweedFS, s3_bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CodePilot that names only its uri is snapshotted where the operator would put it."""
+    upload(minio_client(cli_env), s3_bucket, "m/v1", FILES)
+    doc = codepilot_doc(s3_bucket, "m/v1", cli_env.endpoint)
+    del doc["spec"]["model"]["source"]["endpoint"]
+    cp = _manifest(tmp_path, doc)
+    platform = tmp_path / "platform.yaml"
+    platform.write_text(
+        yaml.safe_dump(
+            {"defaults": {"source": {"endpoint": cli_env.endpoint, "snapshotPrefix": "platform-snaps"}}}
+        )
+    )
+
+    code, out, err = _run(capsys, "snapshot", "create", cp, "--no-progress")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "spec.model.source.endpoint: required" in err
+
+    code, out, _ = _run(capsys, "snapshot", "create", cp, "--platform", str(platform), "--no-progress")
+    assert code == 0 and out.rstrip().endswith("created")
+    keys = [
+        o.object_name
+        for o in minio_client(cli_env).list_objects(s3_bucket, "platform-snaps/", recursive=True)
+    ]
+    assert any(k.endswith("/manifest.json") for k in keys), keys

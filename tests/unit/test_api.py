@@ -7,7 +7,9 @@ import itertools
 import pytest
 
 from codepilot_operator.api import Backend, RolloutStrategy, ScalingSignal
+from codepilot_operator.api.defaults import with_defaults
 from codepilot_operator.api.fields import parse_duration, parse_quantity
+from codepilot_operator.api.platform import PlatformDefaults
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot, parse_documents
 from tests.helpers import codepilot, manifest
 
@@ -25,7 +27,11 @@ def test_minimal_codepilot_gets_documented_defaults() -> None:
     assert cp.spec.alerts.latency.for_ == "5m"
     assert cp.spec.alerts.latency.severity == "critical"
     assert cp.spec.autoscaling.signal is ScalingSignal.QUEUE_TIME
-    assert cp.spec.runtime.image.startswith("nvcr.io/nvidia/tritonserver:")
+    # No schema default for the Triton image: the platform's (or the operator's) is filled in later.
+    assert cp.spec.runtime.image is None
+    assert with_defaults(cp, PlatformDefaults()).codepilot.spec.runtime.image.startswith(
+        "nvcr.io/nvidia/tritonserver:"
+    )
 
 
 def _problems(doc: dict) -> list[str]:

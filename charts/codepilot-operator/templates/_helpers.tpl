@@ -67,6 +67,16 @@ allowedFetcherImages: {{ .Values.policy.fetcherImages | default list | toJson }}
 allowedServiceAccounts: {{ .Values.policy.serviceAccounts | default list | toJson }}
 allowedPriorityClasses: {{ .Values.policy.priorityClasses | default list | toJson }}
 secretNames: {{ .Values.policy.secretNames | default list | toJson }}
+# What every CodePilot gets unless it sets the field itself (empty values are left out: unset).
+{{- $source := dict }}
+{{- range $key, $value := (.Values.defaults.source | default dict) }}
+{{- if $value }}{{- $_ := set $source $key $value }}{{- end }}
+{{- end }}
+{{- $defaults := dict "source" $source }}
+{{- range $key, $value := (omit (.Values.defaults | default dict) "source") }}
+{{- if $value }}{{- $_ := set $defaults $key $value }}{{- end }}
+{{- end }}
+defaults: {{ toJson $defaults }}
 {{- end -}}
 
 {{/*

@@ -27,6 +27,10 @@ SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
 CONNECT_TIMEOUT_ENV = "S3_CONNECT_TIMEOUT"
 READ_TIMEOUT_ENV = "S3_READ_TIMEOUT"
 CA_BUNDLE_ENV = "AWS_CA_BUNDLE"
+# Set by the cluster's identity webhook (EKS IRSA), read by the fetcher and the operator alike.
+WEB_IDENTITY_TOKEN_ENV = "AWS_WEB_IDENTITY_TOKEN_FILE"
+WEB_IDENTITY_ROLE_ENV = "AWS_ROLE_ARN"
+STS_ENDPOINT_ENV = "AWS_ENDPOINT_URL_STS"
 
 # Labels the rules select and group on. Triton's series get them from the ServiceMonitor's relabelings
 # (and the Prometheus Operator, for namespace and pod); the operator's own series carry them itself.

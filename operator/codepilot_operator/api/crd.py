@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from codepilot_operator.api.codepilot import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION
+from codepilot_operator.api.fields import UNSET_BY_DEFAULT
 from codepilot_operator.api.spec import CodePilotSpec
 from codepilot_operator.api.status import CodePilotStatus
 
@@ -141,7 +142,8 @@ def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
         required = set(out.get("required", []))
         for name, prop in out["properties"].items():
             optional_object = name not in required and prop.get("type") == "object" and "properties" in prop
-            if optional_object and "default" not in prop and not _has_required(prop):
+            unset = prop.pop(UNSET_BY_DEFAULT, False)  # an object whose mere presence means something
+            if optional_object and not unset and "default" not in prop and not _has_required(prop):
                 prop["default"] = {}
     return out
 

@@ -76,6 +76,9 @@ LABEL_KEY_PATTERN = (
 )
 LABEL_KEY_MAX_LENGTH = 253 + 1 + 63
 PREVIEW_LENGTH = 40
+# Marks an optional object whose mere presence means something (a CA bundle): the CRD gives it no empty
+# default, which would switch it on in every CodePilot (api/crd.py drops the marker).
+UNSET_BY_DEFAULT = "x-codepilot-unset-by-default"
 
 
 def preview(value: object, limit: int = PREVIEW_LENGTH) -> str:

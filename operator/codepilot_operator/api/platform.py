@@ -9,8 +9,9 @@ by ``codepilot run --platform`` and ``codepilot render --platform``), parsed int
 
 This is data only: render/ reads it to fill in what the platform provides (the fetcher image),
 reconcile/admission.py checks each CodePilot against it before anything is read, rendered or applied.
-Cluster-wide defaults a platform sets once (S3 endpoint, credentials Secret name, Triton image,
-Prometheus URL) belong here too.
+The cluster facts a platform sets once (:class:`PlatformDefaults`: S3 endpoint, credentials Secret name,
+snapshot bucket and prefix, CA bundle, Triton image, Prometheus URL, alert labels) are here too, so that
+a team's CodePilot needs only its model's ``uri``; api/defaults.py applies them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from codepilot_operator import __version__
-from codepilot_operator.api.fields import ObjectName
+from codepilot_operator.api.fields import LabelKey, ObjectName, OptionalLabelValue
+from codepilot_operator.api.storage import BucketName, CABundleRef, Endpoint, Region, SnapshotPrefix
 
 # The operator's own image runs the weight fetcher: one image, one version, upgraded by `helm upgrade`.
 DEFAULT_FETCHER_IMAGE = f"codepilot/codepilot-operator:{__version__}"
@@ -43,12 +45,43 @@ ALLOW_VALUE = "true"
 IMAGE_PATTERN = r"^[^\s*]+([/:@]\*)?$"
 ImageRef = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s*]+$")]
 ImagePattern = Annotated[str, Field(min_length=2, max_length=512, pattern=IMAGE_PATTERN)]
+PROMETHEUS_URL_PATTERN = r"^https?://[^\s/@]+(:[0-9]+)?(/\S*)?$"
+PrometheusUrl = Annotated[str, Field(max_length=512, pattern=PROMETHEUS_URL_PATTERN)]
+MAX_ALERT_LABELS = 64
 
 
 def image_matches(pattern: str, image: str) -> bool:
     if pattern.endswith("*"):
         return image.startswith(pattern[:-1]) and len(image) > len(pattern) - 1
     return image == pattern
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class SourceDefaults(_Settings):
+    """``spec.model.source`` fields a CodePilot may leave out. Everything but ``snapshotPrefix`` belongs
+    to the platform's endpoint: a CodePilot naming an endpoint of its own gets none of them, so the
+    platform's credentials or CA are never sent to, or trusted for, a server the platform did not name."""
+
+    endpoint: Endpoint | None = None
+    region: Region | None = None
+    credentials_secret: ObjectName | None = None
+    ca_bundle: CABundleRef | None = None
+    snapshot_bucket: BucketName | None = None
+    snapshot_prefix: SnapshotPrefix | None = None
+
+
+class PlatformDefaults(_Settings):
+    """What every CodePilot gets unless it sets the field itself (the chart's ``defaults`` values)."""
+
+    source: SourceDefaults = Field(default_factory=SourceDefaults)
+    triton_image: ImageRef | None = None
+    prometheus_url: PrometheusUrl | None = None
+    alert_labels: dict[LabelKey, OptionalLabelValue] = Field(
+        default_factory=dict, max_length=MAX_ALERT_LABELS
+    )
 
 
 class PlatformPolicy(BaseModel):
@@ -81,6 +114,10 @@ class PlatformPolicy(BaseModel):
         max_length=64,
         description="When set, the only Secret names a CodePilot may reference (the chart then grants the "
         "operator `get` on exactly these names); empty: any name, still subject to the allow label.",
+    )
+    defaults: PlatformDefaults = Field(
+        default_factory=PlatformDefaults,
+        description="Cluster facts every CodePilot gets unless it sets the field itself.",
     )
 
     def fetcher_image_for(self, requested: str | None) -> str:
@@ -119,7 +156,10 @@ __all__ = [
     "DEFAULT_PLATFORM",
     "IMAGE_PATTERN",
     "SCHEMA_DEFAULT_FETCHER_IMAGES",
+    "PlatformDefaults",
     "PlatformPolicy",
+    "PrometheusUrl",
+    "SourceDefaults",
     "image_matches",
     "secret_allowed",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from codepilot_operator.api.contract import ACCESS_KEY_ENV, SECRET_KEY_ENV
@@ -33,9 +33,13 @@ from codepilot_operator.api.fields import (
     Quantity,
     parse_quantity,
 )
-from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE
+from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE, PrometheusUrl
+from codepilot_operator.api.storage import BucketName, CABundleRef, Endpoint, Region, SnapshotPrefix
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
+DEFAULT_SNAPSHOT_PREFIX = "codepilot-snapshots"
 DEFAULT_GATEWAY_IMAGE = "codepilot/codepilot-operator:0.1.0"
 
 
@@ -73,48 +77,45 @@ class SnapshotRetention(SpecModel):
     )
 
 
-NO_USERINFO_MESSAGE = (
-    "must not carry credentials (user:password@): put them in the Secret named by credentialsSecret"
-)
-
-
-def _no_userinfo(endpoint: str) -> str:
-    """Credentials in the URL would end up in pod specs, logs and status, readable by anyone who can
-    read the CodePilot; the Secret is the one place for them."""
-    if "@" in endpoint:
-        raise ValueError(NO_USERINFO_MESSAGE)
-    return endpoint
-
-
 class ModelSource(SpecModel):
     """Where the model version's files are in S3 (MinIO or any S3-compatible store)."""
 
     uri: Annotated[
         str, Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$", max_length=1024)
     ] = Field(description="s3://bucket/prefix holding the model version's files.")
-    endpoint: Annotated[
-        str,
-        Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$", max_length=512),
-        AfterValidator(_no_userinfo),
-    ] = Field(
-        description="S3 endpoint URL, e.g. http://minio.minio.svc:9000. https enables TLS.",
-        json_schema_extra=_cel(("!self.contains('@')", NO_USERINFO_MESSAGE)),
+    # No schema defaults below: the API server would store them in every CodePilot, and the platform's
+    # defaults (api/platform.py, applied by api/defaults.py) could never reach it.
+    endpoint: Endpoint | None = Field(
+        default=None,
+        description="S3 endpoint URL, e.g. http://minio.minio.svc:9000 (https enables TLS); default: the "
+        "platform's.",
     )
     credentials_secret: ObjectName | None = Field(
         default=None,
         description=(
-            f"Secret holding {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}; omit for anonymous access. It must carry "
-            f"the label {ALLOW_LABEL}={ALLOW_VALUE}."
+            f"Secret holding {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}; default: the platform's, with its "
+            f"endpoint. Without one: the pod's web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN) "
+            f"when present, else anonymous access. It must carry the label {ALLOW_LABEL}={ALLOW_VALUE}."
         ),
     )
-    region: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9-]*$")] = Field(
-        default="us-east-1", description="S3 region; MinIO ignores it."
+    region: Region | None = Field(
+        default=None,
+        description=f"S3 region (MinIO ignores it); default: the platform's, else {DEFAULT_REGION}.",
     )
-    snapshot_prefix: Annotated[
-        str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9]$")
-    ] = Field(
-        default="codepilot-snapshots",
-        description="Prefix in the same bucket under which immutable weight snapshots are kept.",
+    ca_bundle: CABundleRef | None = Field(
+        default=None,
+        description="CA bundle for an https endpoint signed by a private CA; default: the platform's, with "
+        "its endpoint.",
+    )
+    snapshot_bucket: BucketName | None = Field(
+        default=None,
+        description="Bucket holding the immutable weight snapshots; default: the platform's, with its "
+        "endpoint, else the bucket of uri.",
+    )
+    snapshot_prefix: SnapshotPrefix | None = Field(
+        default=None,
+        description=f"Prefix under which weight snapshots are kept; default: the platform's, else "
+        f"{DEFAULT_SNAPSHOT_PREFIX}. Snapshots pinned in status are looked for here: move them with it.",
     )
     retention: SnapshotRetention = Field(default_factory=SnapshotRetention)
 
@@ -221,7 +222,12 @@ class Resources(SpecModel):
 class RuntimeSpec(SpecModel):
     """How each replica runs: Triton image, GPUs, resources, placement and limits of the model server."""
 
-    image: Image = Field(default=DEFAULT_TRITON_IMAGE, description="Triton Inference Server image.")
+    # No schema default: a platform's Triton image (a mirror, a newer release) must reach CodePilots that
+    # never chose one, including those created before it was set.
+    image: Image | None = Field(
+        default=None,
+        description=f"Triton Inference Server image; default: the platform's, else {DEFAULT_TRITON_IMAGE}.",
+    )
     image_pull_policy: Annotated[str, Field(pattern=r"^(Always|IfNotPresent|Never)$")] = "IfNotPresent"
     image_pull_secrets: list[ObjectName] = Field(
         default_factory=list,
@@ -314,11 +320,13 @@ class AutoscalingSpec(SpecModel):
     scale_down_stabilization: Annotated[DurationSyntax, DurationRange(maximum="1h")] = Field(
         default="10m", description="Wait before removing a replica; GPU pods are slow to come back."
     )
-    prometheus_address: Annotated[
-        str, Field(max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]+)?(/\S*)?$")
-    ] = Field(
-        default="http://prometheus-operated.monitoring.svc:9090",
-        description="Prometheus URL the KEDA ScaledObject queries (provider KEDA only).",
+    # No schema default, so that the platform's Prometheus reaches CodePilots that never chose one.
+    prometheus_address: (
+        Annotated[str, Field(max_length=512, pattern=r"^https?://[^\s/]+(:[0-9]+)?(/\S*)?$")] | None
+    ) = Field(
+        default=None,
+        description=f"Prometheus URL the KEDA ScaledObject queries (provider KEDA only); default: the "
+        f"platform's (chart value defaults.prometheusUrl), else {DEFAULT_PROMETHEUS_ADDRESS}.",
     )
 
     @model_validator(mode="after")
@@ -364,11 +372,10 @@ class AnalysisSpec(SpecModel):
     """
 
     interval: Duration = Field(default="1m", description="How often the canary is analysed.")
-    prometheus_url: (
-        Annotated[str, Field(max_length=512, pattern=r"^https?://[^\s/@]+(:[0-9]+)?(/\S*)?$")] | None
-    ) = Field(
+    prometheus_url: PrometheusUrl | None = Field(
         default=None,
-        description="Prometheus HTTP API base URL; default: the operator's --prometheus-url.",
+        description="Prometheus HTTP API base URL; default: the platform's (chart value "
+        "defaults.prometheusUrl, or the operator's --prometheus-url).",
     )
     max_error_rate: Annotated[Float, Field(ge=0, le=1)] = Field(
         default=0.01,
@@ -530,7 +537,8 @@ class AlertsSpec(SpecModel):
     labels: dict[LabelKey, OptionalLabelValue] = Field(
         default_factory=dict,
         max_length=64,
-        description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release).",
+        description="Extra labels on the ServiceMonitor and PrometheusRule (e.g. release), added to the "
+        "platform's; a key set here wins.",
     )
 
 

@@ -158,6 +158,14 @@ class RolloutStatus(StatusModel):
     last_action: RolloutAction | None = None
 
 
+class DefaultedField(StatusModel):
+    """A field the CodePilot left out and the value the operator used for it (api/defaults.py)."""
+
+    field: str
+    value: str
+    from_: str = Field(alias="from", description="Platform (the chart's defaults) or Operator (built in).")
+
+
 class CodePilotStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
@@ -179,3 +187,5 @@ class CodePilotStatus(StatusModel):
     )
     rollout: RolloutStatus | None = None
     url: str | None = None  # base URL of the OpenAI-compatible endpoint (spec.api), for SDKs and editors
+    # Every value the CodePilot did not set itself, and where it came from: the platform or the operator.
+    defaults: list[DefaultedField] = Field(default_factory=list)

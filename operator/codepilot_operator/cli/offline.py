@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codepilot_operator.cli.support import (
     UsageError,
@@ -16,14 +16,36 @@ from codepilot_operator.cli.support import (
     write_output,
 )
 
+if TYPE_CHECKING:
+    from codepilot_operator.api import CodePilot
+    from codepilot_operator.api.platform import PlatformPolicy
+
 OUTPUT_FORMATS = ("yaml", "json")
+
+
+def resolved_codepilots(args: argparse.Namespace) -> tuple[list[CodePilot], PlatformPolicy]:
+    """The CodePilots of ``args.files`` with the platform's defaults filled in, as the operator serves
+    them; a field neither sets is one line per CodePilot, naming it."""
+    from codepilot_operator.api.defaults import MissingSetting, with_defaults
+
+    platform = load_platform(args.platform)
+    resolved: list[CodePilot] = []
+    problems: list[str] = []
+    for cp in load_codepilots(args.files, args.namespace):
+        try:
+            resolved.append(with_defaults(cp, platform.defaults).codepilot)
+        except MissingSetting as exc:
+            where = f"{cp.metadata.namespace}/{cp.metadata.name}"
+            problems.extend(f"{where}: {problem}" for problem in exc.problems)
+    if problems:
+        raise UsageError(*problems)
+    return resolved, platform
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     from codepilot_operator.render import render
 
-    platform = load_platform(args.platform)
-    codepilots = load_codepilots(args.files, args.namespace)
+    codepilots, platform = resolved_codepilots(args)
     objects = [obj for cp in codepilots for obj in render(cp, platform=platform)]
     if args.output == "json":
         text = dump_json({"apiVersion": "v1", "kind": "List", "items": objects})
@@ -34,7 +56,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    for cp in load_codepilots(args.files, args.namespace):
+    for cp in resolved_codepilots(args)[0]:
         print(f"{cp.metadata.namespace}/{cp.metadata.name}: valid", file=sys.stderr)
     return 0
 
@@ -65,6 +87,15 @@ def _crd_output(args: argparse.Namespace) -> tuple[str, str | None]:
     return "yaml", args.output
 
 
+def _platform_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--platform",
+        metavar="FILE",
+        help="the platform's settings and defaults, as the operator reads them (the chart's "
+        "<release>-platform ConfigMap, key platform.yaml); default: the chart's defaults",
+    )
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "render", help="print every Kubernetes object a CodePilot needs (no cluster needed)"
@@ -74,17 +105,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-o", "--output", choices=OUTPUT_FORMATS, default="yaml", help="output format (default yaml)"
     )
-    p.add_argument(
-        "--platform",
-        metavar="FILE",
-        help="the platform's settings, as the operator reads them (the chart's <release>-platform "
-        "ConfigMap, key platform.yaml); default: the chart's defaults",
-    )
+    _platform_argument(p)
     p.set_defaults(handler=cmd_render)
 
     p = subparsers.add_parser("validate", help="check CodePilot manifests against the API")
     p.add_argument("files", nargs="+", metavar="FILE")
     add_namespace_option(p)
+    _platform_argument(p)
     p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("crd", help="print the CustomResourceDefinition generated from the API types")

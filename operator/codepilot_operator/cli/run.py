@@ -20,9 +20,12 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codepilot_operator.cli.support import UsageError, load_platform
+
+if TYPE_CHECKING:
+    from codepilot_operator.api.platform import PlatformPolicy
 
 PEERING_DEFAULT_NAME = "codepilot-operator"
 MAX_INTERVAL = 86400.0  # a day; beyond it "restores a deleted child" stops meaning anything
@@ -126,12 +129,21 @@ def metrics_socket(host: str, port_number: int) -> socket.socket | None:
         ) from None
 
 
+def with_prometheus_url(platform: PlatformPolicy, url: str | None) -> PlatformPolicy:
+    """``--prometheus-url`` is the platform's default Prometheus, winning over the --platform file's: the
+    flag is the more specific of the two (set for this process), and status.defaults shows it."""
+    if url is None:
+        return platform
+    defaults = platform.defaults.model_copy(update={"prometheus_url": url})
+    return platform.model_copy(update={"defaults": defaults})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import kopf
 
     from codepilot_operator.reconcile.handlers import Options, register
 
-    platform = load_platform(args.platform)
+    platform = with_prometheus_url(load_platform(args.platform), args.prometheus_url)
     if args.kubeconfig:
         if not os.path.isfile(args.kubeconfig):
             raise UsageError(f"--kubeconfig: {args.kubeconfig}: no such file")
@@ -246,8 +258,9 @@ def register(subparsers: Any) -> None:
         "--prometheus-url",
         type=http_url,
         metavar="URL",
-        help="Prometheus HTTP API for canary analysis (spec.rollout.analysis.prometheusUrl overrides it "
-        "per CodePilot); without either, analyses are inconclusive and canaries are never promoted",
+        help="Prometheus HTTP API for canary analysis, instead of the --platform file's "
+        "defaults.prometheusUrl (spec.rollout.analysis.prometheusUrl overrides it per CodePilot); without "
+        "any, analyses are inconclusive and canaries are never promoted",
     )
     p.add_argument("--metrics-host", default="0.0.0.0", help="address of /metrics, /healthz, /readyz")
     p.add_argument(

@@ -21,6 +21,7 @@ from codepilot_operator.cli.support import (
     UsageError,
     add_namespace_option,
     load_one_codepilot,
+    load_platform,
     print_help,
     print_problems,
 )
@@ -106,7 +107,22 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _codepilot(args: argparse.Namespace) -> CodePilot:
-    return load_one_codepilot(args.file, args.namespace)
+    """The CodePilot with the platform's defaults, as the operator serves it; ``--endpoint`` stands in
+    for an endpoint neither sets."""
+    from codepilot_operator.api.defaults import MissingSetting, with_defaults
+
+    cp = load_one_codepilot(args.file, args.namespace)
+    defaults = load_platform(args.platform).defaults
+    try:
+        return with_defaults(cp, defaults).codepilot
+    except MissingSetting as exc:
+        if not args.endpoint:
+            raise UsageError(*exc.problems) from None
+    source = cp.spec.model.source.model_copy(update={"endpoint": args.endpoint})
+    model = cp.spec.model.model_copy(update={"source": source})
+    return with_defaults(
+        cp.model_copy(update={"spec": cp.spec.model_copy(update={"model": model})}), defaults
+    ).codepilot
 
 
 def _store(args: argparse.Namespace, cp: CodePilot) -> SnapshotStore:
@@ -347,6 +363,9 @@ def register(subparsers: Any) -> None:
         parser.add_argument("file", metavar="FILE", help="CodePilot manifest; - for stdin")
         add_namespace_option(parser)
         parser.add_argument("--endpoint", help="S3 endpoint URL overriding spec.model.source.endpoint")
+        parser.add_argument(
+            "--platform", metavar="FILE", help="the platform's defaults, as for `codepilot render`"
+        )
         shown = parser.add_mutually_exclusive_group()
         shown.add_argument(
             "--progress",

@@ -23,8 +23,9 @@ once, and an idle drift resync reads no Secret.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import httpx2
@@ -126,7 +127,8 @@ def spec_violations(prefix: str, cp: CodePilot, platform: PlatformPolicy) -> lis
 
 
 def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
-    """Every Secret the rendered pods would reference (env from secretKeyRef, imagePullSecrets)."""
+    """Every Secret the rendered pods would reference (env from secretKeyRef, the CA bundle's volume,
+    imagePullSecrets)."""
     refs = []
     if cp.spec.model.source.credentials_secret:
         refs.append(
@@ -134,6 +136,9 @@ def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
                 f"{prefix}.model.source.credentialsSecret", cp.spec.model.source.credentials_secret, True
             )
         )
+    ca_bundle = cp.spec.model.source.ca_bundle
+    if ca_bundle is not None and ca_bundle.secret_name:
+        refs.append(SecretRef(f"{prefix}.model.source.caBundle.secretName", ca_bundle.secret_name, True))
     for index, name in enumerate(cp.spec.runtime.image_pull_secrets):
         refs.append(SecretRef(f"{prefix}.runtime.imagePullSecrets[{index}]", name, False))
     return refs
@@ -178,6 +183,18 @@ def unreadable_violation(ref: SecretRef, namespace: str) -> Violation:
     )
 
 
+def platform_default(violation: Violation, from_platform: Collection[str]) -> Violation:
+    """The violation, saying where its value came from when the CodePilot did not set it."""
+    field = next(
+        (f for f in from_platform if violation.path == f or violation.path.startswith(f + ".")), None
+    )
+    if field is None:
+        return violation
+    chart_value = "defaults.source." + field.rsplit(".", 1)[-1]
+    message = f"{violation.message} (the platform's default, chart value {chart_value})"
+    return dataclasses.replace(violation, message=message)
+
+
 def refusal_conditions(violations: list[Violation]) -> list[ConditionUpdate]:
     """Reconciled False and Degraded True name every refused field; WeightsVerified False when the
     credentials are among them (the weights cannot be fetched or verified without them)."""
@@ -214,8 +231,14 @@ class Admission:
         self._clock = clock
         self._allowed: dict[tuple[str, int | None, str], float] = {}  # (uid, generation, Secret) -> when
 
-    async def check(self, cp: CodePilot, served: list[ServedVersion]) -> None:
-        """Raise PolicyRefused naming every refused field; return when the platform allows it all."""
+    async def check(
+        self, cp: CodePilot, served: list[ServedVersion], from_platform: Collection[str] = ()
+    ) -> None:
+        """Raise PolicyRefused naming every refused field; return when the platform allows it all.
+
+        ``from_platform``: the fields the platform's defaults filled in (api/defaults.py); a refusal of
+        one says so, since its author never wrote it.
+        """
         violations: list[Violation] = []
         refs: dict[str, SecretRef] = {}
         for prefix, spec in rendered_specs(cp, served):
@@ -228,7 +251,7 @@ class Admission:
             if problem is not None:
                 violations.append(problem)
         if violations:
-            raise PolicyRefused(violations)
+            raise PolicyRefused([platform_default(v, from_platform) for v in violations])
 
     async def _secret(self, cp: CodePilot, ref: SecretRef) -> Violation | None:
         now = self._clock()

@@ -28,6 +28,7 @@ from typing import Any, cast
 import kopf
 
 from codepilot_operator.api import GROUP, PLURAL, VERSION
+from codepilot_operator.api.defaults import Origin
 from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
 from codepilot_operator.clients.kube import KubeClient, load_config
@@ -64,6 +65,7 @@ JOB_PROGRESS = "progress"
 JOB_ROLLOUT = "rollout"  # the rollout's own tick: the next analysis, or soon while traffic moves
 JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT})
 MEMO_PROMETHEUS = "prometheus"
+DEFAULTED = "Defaulted"  # the Event reason naming the values taken from the platform's defaults
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -220,14 +222,35 @@ async def _report_result(
     else:
         pins = carried_pins(parse_status_source(body), promoted, canary_served=len(result.served) > 1)
     updates += rollout_conditions(cp)
-    extra = {**(rollout.fields if rollout is not None else {}), **pins, "url": api_url(cp)}
+    extra = {
+        **(rollout.fields if rollout is not None else {}),
+        **pins,
+        "url": api_url(cp),
+        "defaults": result.defaults,
+    }
     status = await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
+    await _report_defaults(kube, body, result.defaults, logger)
     if decision is not None:
         await _report_rollout(kube, body, cp, decision, logger)
     if rollout is not None and rollout.action is not None:
         logger.info("Rollout action %r handled", rollout.action)
         await forget_action()
     return status
+
+
+async def _report_defaults(
+    kube: KubeClient, body: Mapping[str, Any], defaults: list[dict[str, str]], logger: Logger
+) -> None:
+    """An Event when the values taken from the platform change (a new CodePilot, a new platform file)."""
+    before = (body.get("status") or {}).get("defaults") or []
+    if plain(before) == defaults:
+        return
+    platform = [d for d in defaults if d["from"] == Origin.PLATFORM.value]
+    if not platform:
+        return
+    message = "from platform defaults: " + "; ".join(f"{d['field']}={d['value']}" for d in platform)
+    logger.info("Defaulted %s", message)
+    await events.post(kube, body, [Transition("Normal", DEFAULTED, message)], now_utc(), logger)
 
 
 def parse_status_source(body: Mapping[str, Any]) -> Any:

@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
+from codepilot_operator.api.defaults import MissingSetting, Origin, with_defaults
 from codepilot_operator.api.platform import PlatformPolicy
 from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
@@ -101,6 +102,7 @@ class Result:
     readiness: list[Readiness] = field(default_factory=list)
     prepared: Prepared | None = None
     rollout: RolloutOutcome | None = None
+    defaults: list[dict[str, str]] = field(default_factory=list)  # the status.defaults value
 
 
 def plain(value: Any) -> Any:
@@ -117,6 +119,16 @@ def parse(body: Mapping[str, Any]) -> CodePilot:
         return parse_codepilot(plain(body))
     except InvalidCodePilot as exc:
         raise InvalidSpec(exc.problems) from None
+
+
+def resolve(cp: CodePilot, platform: PlatformPolicy) -> tuple[CodePilot, list[dict[str, str]]]:
+    """``cp`` with the platform's defaults filled in (everything after this sees only that), and what
+    was filled in for status.defaults."""
+    try:
+        resolved = with_defaults(cp, platform.defaults)
+    except MissingSetting as exc:
+        raise InvalidSpec(exc.problems) from None
+    return resolved.codepilot, resolved.status()
 
 
 def owner_reference(cp: CodePilot) -> dict[str, Any]:
@@ -185,6 +197,7 @@ async def reconcile(
     cp = parse(body)
     if not cp.metadata.uid:
         raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
+    cp, defaults = resolve(cp, admission.platform)
     deps = rollout or RolloutDeps()
     namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
     live = await _list_live(kube, namespace, selector, prune.MANAGED_KINDS)
@@ -198,12 +211,19 @@ async def reconcile(
     )
     cp = with_fields(cp, stepped.fields)  # render what the step decided
     served = served_versions(cp)
-    await admission.check(cp, served)
+    await admission.check(cp, served, [d["field"] for d in defaults if d["from"] == Origin.PLATFORM.value])
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
     desired = desired_objects(cp, served, admission.platform)
-    result = Result(codepilot=cp, desired=len(desired), served=served, prepared=prepared, rollout=stepped)
+    result = Result(
+        codepilot=cp,
+        desired=len(desired),
+        served=served,
+        prepared=prepared,
+        rollout=stepped,
+        defaults=defaults,
+    )
     extra_kinds = [k for k in prune.kinds_to_list(desired) if k not in prune.MANAGED_KINDS]
     if extra_kinds:
         live.update(await _list_live(kube, namespace, selector, extra_kinds))
@@ -240,10 +260,10 @@ async def observe(body: Mapping[str, Any], kube: KubeClient, platform: PlatformP
 
     Nothing is applied or pruned; the drift timer and change handlers do that.
     """
-    cp = parse(body)
+    cp, defaults = resolve(parse(body), platform)
     served = served_versions(cp)
     desired = desired_objects(cp, served, platform)
     live = await kube.list(DEPLOYMENT, cp.metadata.namespace, prune.child_selector(cp.metadata.name))
-    result = Result(codepilot=cp, desired=len(desired), served=served)
+    result = Result(codepilot=cp, desired=len(desired), served=served, defaults=defaults)
     result.readiness = await _observe(kube, cp, desired, {prune.key(o): o for o in live})
     return result

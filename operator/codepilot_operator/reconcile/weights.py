@@ -37,6 +37,7 @@ from codepilot_operator.snapshots.service import (
 
 log = logging.getLogger(__name__)
 SECRET = Kind("v1", "Secret")
+CONFIG_MAP = Kind("v1", "ConfigMap")
 SNAPSHOT_RETRY_SECONDS = 60.0  # S3 problems (missing bucket, wrong key) are fixed by humans, not in ms
 # A pinned snapshot is re-verified in S3 (manifest re-hashed, every blob present) at most this often; in
 # between, drift resyncs reuse status, so an idle CodePilot costs no S3 request per drift interval.
@@ -85,6 +86,24 @@ async def credentials_for(kube: KubeClient, cp: CodePilot) -> Credentials | None
     return Credentials.from_secret_data(secret.get("data") or {}, where)
 
 
+async def ca_pem_for(kube: KubeClient, cp: CodePilot) -> str | None:
+    """The CodePilot's CA bundle as PEM text: the operator's S3 calls trust what its fetcher trusts."""
+    ref = cp.spec.model.source.ca_bundle
+    if ref is None:
+        return None
+    namespace = cp.metadata.namespace
+    where = f"spec.model.source.caBundle: {ref.kind} {namespace}/{ref.name}"
+    obj = await kube.get(SECRET if ref.secret_name else CONFIG_MAP, namespace, ref.name)
+    if obj is None:
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"{where} not found")
+    if ref.secret_name:
+        return Credentials.text_from_secret_data(obj.get("data") or {}, ref.key, where)
+    data = obj.get("data") or {}
+    if ref.key not in data:
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"{where} has no key {ref.key}")
+    return str(data[ref.key])
+
+
 def _snapshot_and_collect(store: SnapshotStore, cp: CodePilot, served: list[ServedVersion]) -> Prepared:
     now = datetime.now(UTC)
     outcome = snapshot_served(store, cp, served, now=now)
@@ -122,6 +141,13 @@ def prepared_from_status(cp: CodePilot, served: list[ServedVersion]) -> Prepared
     )
 
 
+def _store(cp: CodePilot, credentials: Credentials | None, ca_pem: str | None) -> SnapshotStore:
+    try:
+        return store_for(cp, credentials, ca_pem=ca_pem)
+    except ValueError as exc:  # a CA bundle that is not PEM: a fact about the CodePilot's object
+        raise SnapshotError(FailureReason.ACCESS_DENIED, f"spec.model.source.caBundle: {exc}") from None
+
+
 def snapshot_prepare(kube: KubeClient, reverify_seconds: float = REVERIFY_SECONDS) -> Prepare:
     verified_at: dict[tuple[str, ...], float] = {}  # (uid, snapshot ids...) -> monotonic time
 
@@ -132,7 +158,7 @@ def snapshot_prepare(kube: KubeClient, reverify_seconds: float = REVERIFY_SECOND
             if time.monotonic() - verified_at.get(key, float("-inf")) < reverify_seconds:
                 return reused
         try:
-            store = store_for(cp, await credentials_for(kube, cp))
+            store = _store(cp, await credentials_for(kube, cp), await ca_pem_for(kube, cp))
             prepared = await asyncio.to_thread(_snapshot_and_collect, store, cp, served)
             key = (str(cp.metadata.uid), *(v.snapshot_id or "" for v in prepared.served))
             verified_at[key] = time.monotonic()

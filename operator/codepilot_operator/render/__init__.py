@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.defaults import with_defaults
 from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.render.configmap import model_config_map
 from codepilot_operator.render.deployment import deployment
@@ -28,16 +29,25 @@ def render(
     """Every child object of ``cp``, in a stable order (dependencies before dependents).
 
     Per-version objects are rendered from the spec that version is served with (``for_version``).
-    ``platform`` supplies what the platform decides (the fetcher image); the default is what the chart
-    configures with its default values, so ``codepilot render`` without ``--platform`` matches it.
+    ``platform`` supplies what the platform decides (the fetcher image) and its defaults for what the
+    CodePilot leaves out (api/defaults.py; raises MissingSetting when a required field has neither); the
+    default is what the chart configures with its default values, so ``codepilot render`` without
+    ``--platform`` matches it.
     """
+    cp = with_defaults(cp, platform.defaults).codepilot
     versions = served if served is not None else served_versions(cp)
+
+    def own_spec(item: ServedVersion) -> CodePilot:
+        if item.template is None:
+            return cp  # resolved above
+        return with_defaults(for_version(cp, item), platform.defaults, "status.stableTemplate").codepilot
+
+    owns = [own_spec(item) for item in versions]
     objects: list[dict[str, Any]] = []
-    for item in versions:
-        objects.append(model_config_map(for_version(cp, item), item))
+    for item, own in zip(versions, owns, strict=True):
+        objects.append(model_config_map(own, item))
     objects.append(entry_service(cp))
-    for item in versions:
-        own = for_version(cp, item)
+    for item, own in zip(versions, owns, strict=True):
         objects.append(version_service(own, item))
         objects.append(deployment(own, item, platform))
         if cp.spec.autoscaling.enabled:

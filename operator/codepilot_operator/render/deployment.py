@@ -15,8 +15,9 @@ from typing import Any
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.platform import PlatformPolicy
+from codepilot_operator.api.spec import DEFAULT_TRITON_IMAGE
 from codepilot_operator.render.configmap import CONFIG_KEY, composing_key, config_map_name, model_config_map
-from codepilot_operator.render.fetcher import fetch_args, fetch_init_container
+from codepilot_operator.render.fetcher import ca_volumes, fetch_args, fetch_init_container
 from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, composing_configs, model_dir
@@ -93,7 +94,7 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
     runtime = cp.spec.runtime
     return {
         "name": "triton",
-        "image": runtime.image,
+        "image": runtime.image or DEFAULT_TRITON_IMAGE,  # unresolved: no platform's
         "imagePullPolicy": runtime.image_pull_policy,
         "command": ["tritonserver"],
         "args": triton_args(cp),
@@ -143,6 +144,7 @@ def _volumes(cp: CodePilot, version: str) -> list[dict[str, Any]]:
         {"name": "model-config", "configMap": {"name": config_map_name(cp, version)}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}},
         {"name": "tmp", "emptyDir": {}},
+        *ca_volumes(cp),
     ]
 
 

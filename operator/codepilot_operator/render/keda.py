@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from codepilot_operator.api import CodePilot, ScalingSignal
+from codepilot_operator.api.spec import DEFAULT_PROMETHEUS_ADDRESS
 from codepilot_operator.render.deployment import deployment_name
 from codepilot_operator.render.hpa import behavior, max_replicas, min_replicas
 from codepilot_operator.render.names import object_meta, version_labels
@@ -36,7 +37,7 @@ def keda_trigger(cp: CodePilot, version: str) -> dict[str, Any]:
         "type": "prometheus",
         "metricType": "AverageValue",
         "metadata": {
-            "serverAddress": cp.spec.autoscaling.prometheus_address,
+            "serverAddress": cp.spec.autoscaling.prometheus_address or DEFAULT_PROMETHEUS_ADDRESS,
             "query": keda_query(cp, version),
             "threshold": number(target),
             # No series yet (a version whose pods are still loading) means "no load", not an error.

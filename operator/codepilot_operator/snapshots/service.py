@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from codepilot_operator.api import CodePilot
-from codepilot_operator.api.contract import ACCESS_KEY_ENV, SECRET_KEY_ENV
+from codepilot_operator.api.contract import ACCESS_KEY_ENV, CA_BUNDLE_ENV, SECRET_KEY_ENV
+from codepilot_operator.api.defaults import required
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.tracks import pin_for, pinned_snapshot_ids
 from codepilot_operator.clients.s3 import Credentials as S3Credentials
-from codepilot_operator.clients.s3 import S3Settings, make_client
-from codepilot_operator.render.fetcher import snapshot_root
+from codepilot_operator.clients.s3 import S3Settings, make_client, web_identity_from_env
+from codepilot_operator.render.fetcher import snapshot_bucket, snapshot_prefix, snapshot_root
 from codepilot_operator.render.served import ServedVersion
 from codepilot_operator.snapshots.errors import FailureReason, SnapshotError
 from codepilot_operator.snapshots.manifest import SnapshotLocation
@@ -56,6 +58,11 @@ class Credentials(S3Credentials):
         """
         return cls(_secret_text(data, ACCESS_KEY_ENV, secret), _secret_text(data, SECRET_KEY_ENV, secret))
 
+    @staticmethod
+    def text_from_secret_data(data: Mapping[str, str], key: str, secret: str) -> str:
+        """One key of a Secret's ``data`` as text, with the same errors as the keys above."""
+        return _secret_text(data, key, secret)
+
 
 def _secret_text(data: Mapping[str, str], key: str, secret: str) -> str:
     if key not in data:
@@ -73,7 +80,7 @@ def _secret_text(data: Mapping[str, str], key: str, secret: str) -> str:
 
 
 def location_for(cp: CodePilot) -> SnapshotLocation:
-    return SnapshotLocation(cp.spec.model.source.bucket, snapshot_root(cp))
+    return SnapshotLocation(snapshot_bucket(cp), snapshot_root(cp))
 
 
 def store_for(
@@ -82,15 +89,25 @@ def store_for(
     *,
     endpoint: str | None = None,
     progress: bool | None = False,
+    ca_pem: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> SnapshotStore:
-    """A store for the CodePilot's snapshots; ``endpoint`` overrides spec (e.g. from outside the cluster)."""
+    """A store for the CodePilot's snapshots (``cp`` resolved with the platform's defaults).
+
+    ``endpoint`` overrides spec (e.g. from outside the cluster); ``ca_pem`` is the CodePilot's CA bundle,
+    so the operator trusts the same roots as its fetcher. Without ``credentials``, this process's own
+    web identity (``env``, default the environment) signs, if it has one.
+    """
     source = cp.spec.model.source
     settings = S3Settings(
-        endpoint=(endpoint or source.endpoint).rstrip("/"),
+        endpoint=(endpoint or required(source.endpoint, "spec.model.source.endpoint")).rstrip("/"),
         access_key=credentials.access_key if credentials else None,
         secret_key=credentials.secret_key if credentials else None,
         session_token=credentials.session_token if credentials else None,
         region=source.region or None,
+        ca_pem=ca_pem,
+        ca_bundle=(os.environ if env is None else env).get(CA_BUNDLE_ENV) or None,
+        web_identity=None if credentials else web_identity_from_env(env),
     )
     return SnapshotStore(make_client(settings), location_for(cp), progress=progress)
 
@@ -135,7 +152,10 @@ def ensure_snapshot(
             f"{cp.spec.model.version}",
         )
     source = cp.spec.model.source
-    return store.create(source.bucket, source.prefix, version, now=now, exclude_prefix=source.snapshot_prefix)
+    # The snapshots may share the model's bucket: their prefix is then not part of the model.
+    shared = snapshot_bucket(cp) == source.bucket
+    exclude = snapshot_prefix(cp) if shared else None
+    return store.create(source.bucket, source.prefix, version, now=now, exclude_prefix=exclude)
 
 
 @dataclass(frozen=True)
