@@ -1,8 +1,9 @@
 """Every series a rendered rule, dashboard panel or autoscaler query reads is exported by someone.
 
-Triton's names are checked against a real tritonserver's /metrics (on CPU: its GPU families are taken
-from the contract, see api/contract.py); kube-state-metrics' and Prometheus' own from the contract
-(neither runs here); the operator's from the registry it serves on /metrics; the rest must be recording
+Triton's names are checked against a real tritonserver's /metrics, started with the rendered arguments
+(on CPU its GPU families, and the first-response histogram this Triton version lacks, are taken from the
+contract, see api/contract.py); kube-state-metrics', the DCGM exporter's and Prometheus' own from the
+contract (none runs here); the operator's from the registry it serves on /metrics; the rest must be recording
 rules of the same PrometheusRule.
 """
 
@@ -37,6 +38,8 @@ def exported(triton_names: set[str]) -> set[str]:
     return (
         triton_names
         | set(contract.TRITON_GPU_SERIES)
+        | set(contract.TRITON_NEWER_SERIES)
+        | set(contract.DCGM_SERIES)
         | set(contract.KSM_SERIES)
         | set(contract.PROMETHEUS_SERIES)
         | exposed_by(REGISTRY)
@@ -47,6 +50,8 @@ def test_real_triton_serves_every_cpu_series_the_contract_names(triton_names: se
     assert set(contract.TRITON_SERIES) <= triton_names
     # A GPU family on a CPU server would mean the contract has it in the wrong list.
     assert not set(contract.TRITON_GPU_SERIES) & triton_names
+    # Nor a family of a later Triton: then it belongs in TRITON_SERIES, checked against the real server.
+    assert not set(contract.TRITON_NEWER_SERIES) & triton_names
 
 
 @pytest.mark.parametrize("name", sorted(WITH_AUTOSCALERS))
