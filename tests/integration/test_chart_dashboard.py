@@ -29,9 +29,18 @@ def test_the_dashboard_is_shipped_by_default_for_the_sidecar(render_chart: Rende
     assert json.loads(board["data"][DASHBOARD_FILE]) == dashboard()
 
 
+def test_notes_say_where_the_dashboard_is_and_what_the_sidecar_needs(render_chart: RenderChart) -> None:
+    notes = render_chart().notes
+    assert f"ConfigMap {RELEASE_NAMESPACE}/{RELEASE}-dashboard (grafana_dashboard=1)" in notes
+    assert "searchNamespace is ALL" in notes
+    moved = render_chart({"grafanaDashboard": {"namespace": "monitoring"}}).notes
+    assert f"ConfigMap monitoring/{RELEASE}-dashboard" in moved
+
+
 def test_the_dashboard_can_be_turned_off(render_chart: RenderChart) -> None:
     rendered = render_chart({"grafanaDashboard": {"enabled": False}})
     assert rendered.objects and _boards(rendered.objects) == []
+    assert "Grafana dashboard" not in rendered.notes
     assert not [o for o in rendered.of_kind("ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
 
 
