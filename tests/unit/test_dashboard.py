@@ -9,11 +9,15 @@ tests/integration/test_metrics_contract.py.
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from codepilot_operator.api.status import CodePilotStatus
 from codepilot_operator.render import render
@@ -39,6 +43,37 @@ def _targets(title: str) -> list[str]:
 
 def test_the_charts_dashboard_is_the_generated_one() -> None:
     assert CHART_FILE.read_text() == dashboard_json(), "run `make dashboard` and commit the result"
+
+
+def _not_kept(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Paths of what we wrote that Grafana's model drops or changes (it may add its defaults)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [p for k, v in ours.items() for p in _not_kept(v, theirs.get(k, _MISSING), f"{path}.{k}")]
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        return [
+            p
+            for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            for p in _not_kept(a, b, f"{path}[{i}]")
+        ]
+    return [] if ours == theirs else [path]
+
+
+_MISSING = object()
+
+
+def _through_grafanas_schema(board: dict[str, Any]) -> Any:
+    return json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+
+
+def test_every_field_of_the_dashboard_is_one_grafanas_schema_knows() -> None:
+    board = dashboard()
+    assert _not_kept(board, _through_grafanas_schema(board)) == []
+
+
+def test_the_schema_check_reports_a_misspelled_field() -> None:
+    board = copy.deepcopy(dashboard())
+    board["panels"][0]["gridpos"] = board["panels"][0].pop("gridPos")
+    assert _not_kept(board, _through_grafanas_schema(board)) == [".panels[0].gridpos"]
 
 
 @pytest.mark.parametrize("name", sorted(WITH_AUTOSCALERS))

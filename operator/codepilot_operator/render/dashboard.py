@@ -227,7 +227,6 @@ def _query_variable(name: str, label: str, selector: str) -> dict[str, Any]:
         "type": "query",
         "datasource": _DATASOURCE,
         "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
         "refresh": 2,  # on time range change: a new CodePilot shows up without reloading the dashboard
         "sort": 1,
         "multi": True,
