@@ -1,5 +1,6 @@
 """The chart's dashboard against a real Prometheus scraping a real Triton (started with the rendered
-arguments, labelled by the rendered ServiceMonitor's relabelings), after real requests.
+arguments, labelled by the rendered ServiceMonitor's relabelings), after real requests: one of each
+for this module.
 
 Every query (panels and template variables, the variables substituted as Grafana does) must parse and
 evaluate in Prometheus; the panels on Triton's series must show the traffic that was sent. Panels on
@@ -9,22 +10,50 @@ tests/unit/test_dashboard.py.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.error
-import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from codepilot_operator.api import CodePilot
+from codepilot_operator.render import render
 from codepilot_operator.render.dashboard import dashboard
 from tests.dashboard_support import SAMPLE, dashboard_queries, substitute, variable_selector
-from tests.fixtures.prometheus import PrometheusServer
-from tests.integration.test_prometheus_triton import Scraped, scraped, value
-
-__all__ = ["scraped"]  # the module-scoped fixture: one Prometheus, one Triton, one batch of traffic
+from tests.fixtures.prometheus import PrometheusServer, servicemonitor_scrape_config
+from tests.fixtures.triton import start_triton
+from tests.integration.test_prometheus_triton import Scraped, meta_labels, send_traffic, value
 
 # Wide enough to hold every request of the fixture's single burst while these tests run.
 WINDOW = "5m"
 BOARD = dashboard()
+
+
+@pytest.fixture(scope="module")
+def scraped(triton_codepilot: CodePilot, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
+    """A Triton of this module's own: the session's Triton is shared, and test_prometheus_triton.py
+    compares Prometheus with that server's cumulative statistics, which a second burst would skew."""
+    workdir = Path(tempfile.mkdtemp(prefix="codepilot-dashboard-triton-"))
+    triton = start_triton(triton_codepilot, workdir)
+    (monitor,) = [o for o in render(triton_codepilot) if o["kind"] == "ServiceMonitor"]
+    scrape = servicemonitor_scrape_config(monitor, triton.metrics_target, meta_labels(triton))
+    server = PrometheusServer(tmp_path_factory.mktemp("prometheus"), [scrape], [])
+    try:
+        server.wait_for('up{job="triton"} == 1')
+        server.wait_for('nv_inference_request_success{namespace="team-a", codepilot="coder"}')
+        traffic = send_traffic(triton)
+        server.wait_for(
+            'sum(nv_inference_request_success{namespace="team-a", codepilot="coder"})',
+            lambda r: bool(r) and float(r[0]["value"][1]) >= traffic.success,
+        )
+        yield Scraped(server, traffic, triton_codepilot)
+    finally:
+        server.stop()
+        triton.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _targets(title: str) -> dict[str, str]:
