@@ -135,7 +135,7 @@ def panel_specs() -> list[Panel]:
             "Request latency: mean and p95",
             "s",
             "Mean from Triton's cumulative duration per successful request; p95 of the slowest pod from "
-            "Triton's latency summary (quantiles over the server's recent requests).",
+            "Triton's latency summary (each server computes its own quantiles).",
             [
                 (_mean_per_success(c.TRITON_REQUEST_DURATION_US), f"mean {_V}"),
                 (_quantile(c.TRITON_REQUEST_SUMMARY_US), f"p95 {_V}"),
