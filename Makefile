@@ -30,6 +30,9 @@ crds: ## regenerate crds/ and the chart's CRDs from the API types
 docs: ## regenerate docs/api.md from the API types
 	$(PY) -c "from codepilot_operator.api.reference import api_reference; open('docs/api.md','w').write(api_reference())"
 
+dashboard: ## regenerate the chart's Grafana dashboard from render/dashboard.py
+	$(PY) -c "from codepilot_operator.render.dashboard import DASHBOARD_FILE, dashboard_json; open('charts/codepilot-operator/dashboards/' + DASHBOARD_FILE, 'w').write(dashboard_json())"
+
 goldens: ## rewrite golden files after an intended change of rendered output
 	$(PY) -m pytest -q tests/unit --update-goldens
 
@@ -40,4 +43,4 @@ bench: ## run the benchmarks (results are printed, not asserted)
 chart-lint: ## lint and render the Helm chart through the real Helm engine
 	$(PY) -m pytest -q tests/integration/test_chart.py
 
-.PHONY: help install test unit lint fmt crds docs goldens bench chart-lint
+.PHONY: help install test unit lint fmt crds docs dashboard goldens bench chart-lint

@@ -1,10 +1,11 @@
 """Where the series a CodePilot's rendered objects read come from.
 
 A rule that reads a series nobody exports never fires and raises no error: Prometheus evaluates it to an
-empty result forever. So every PromQL expression a CodePilot renders (rules, dashboard panels, KEDA
-triggers, prometheus-adapter series queries) is taken apart with tests/promql.py, and each series it
-reads must be exported by someone we can name: Triton, kube-state-metrics, Prometheus itself, the
-operator's own registry, or a recording rule of the same PrometheusRule.
+empty result forever. So every PromQL expression a CodePilot renders (rules, KEDA triggers,
+prometheus-adapter series queries) and every query of the chart's Grafana dashboard (panels and template
+variables, with the variables substituted as Grafana does) is taken apart with tests/promql.py, and each
+series it reads must be exported by someone we can name: Triton, kube-state-metrics, the DCGM exporter,
+Prometheus itself, the operator's own registry, or a recording rule of the same PrometheusRule.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from codepilot_operator.api import contract
 from codepilot_operator.render.adapter import RULES_KEY
 from codepilot_operator.render.dashboard import DASHBOARD_LABEL
+from tests.dashboard_support import dashboard_queries, substitute
 from tests.promql import Selector, selectors
 
 # How prometheus_client exposes a family's samples, by type (the text exposition format's suffixes).
@@ -41,9 +43,8 @@ def promql_read(objects: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str]]:
                     yield f"{kind}/{name} {rule.get('alert') or rule['record']}", rule["expr"]
         elif kind == "ConfigMap" and obj["metadata"]["labels"].get(DASHBOARD_LABEL):
             for text in obj["data"].values():
-                for panel in json.loads(text)["panels"]:
-                    for target in panel["targets"]:
-                        yield f"dashboard {name} panel {panel['title']!r}", target["expr"]
+                for where, expr in dashboard_queries(json.loads(text)):
+                    yield f"dashboard {name} {where}", substitute(expr)
         elif kind == "ConfigMap" and RULES_KEY in obj["data"]:
             for rule in yaml.safe_load(obj["data"][RULES_KEY])["rules"]:
                 yield f"adapter rules {name} {rule['name']['as']}", rule["seriesQuery"]

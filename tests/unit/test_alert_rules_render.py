@@ -4,7 +4,6 @@ ServiceMonitor puts on Triton's series."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -157,23 +156,6 @@ def test_service_monitor_selects_the_per_version_services_and_relabels_from_pod_
     sources = {r["targetLabel"]: r["sourceLabels"][0] for r in endpoint["relabelings"]}
     assert sources == {"codepilot": meta_pod_label(LABEL_CODEPILOT), "version": meta_pod_label(LABEL_VERSION)}
     assert {LABEL_CODEPILOT, LABEL_VERSION} <= set(pod_labels)
-
-
-def test_dashboard_is_labelled_for_the_sidecar_and_reads_recorded_series() -> None:
-    objects = render(codepilot(**{"spec.autoscaling": {"maxReplicas": 3}}))
-    (board_map,) = [
-        o for o in by_kind(objects, "ConfigMap") if o["metadata"]["labels"].get("grafana_dashboard")
-    ]
-    validate_builtin(board_map)
-    assert board_map["metadata"]["labels"]["grafana_dashboard"] == "1"
-    (text,) = board_map["data"].values()
-    board = json.loads(text)
-    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
-    names = set(re.findall(r"([a-z_]+:[a-z_:0-9]+)\{", " ".join(exprs)))
-    assert names and names <= recorded(objects)
-    titles = " ".join(p["title"] for p in board["panels"]).lower()
-    for topic in ("requests", "latency", "queue", "error", "replicas", "canary weight"):
-        assert topic in titles
 
 
 def test_burn_factors_follow_the_sre_workbook_for_a_30_day_window() -> None:

@@ -9,7 +9,7 @@ real exporters (Triton's /metrics, the operator's own registry).
   reads it in the pod (and the ``snapshot`` commands read it on a workstation);
 - the operator's metrics: reconcile/metrics.py registers them, the rules and the dashboard in render/
   read them, docs/monitoring.md lists them;
-- the Triton, kube-state-metrics and Prometheus series the rules and the dashboard read.
+- the Triton, kube-state-metrics, DCGM exporter and Prometheus series the rules and the dashboard read.
 
 Kept free of imports from the rest of the package: this is the bottom layer everything may import.
 """
@@ -71,15 +71,26 @@ TRITON_QUEUE_DURATION_US = "nv_inference_queue_duration_us"
 # failure, so the rules and the rollout analysis leave it out.
 TRITON_REASON_LABEL = "reason"
 TRITON_CANCELED_REASON = "CANCELED"
+# Latency quantiles per model (a summary: ``quantile`` label, computed inside each server, so they cannot be
+# merged across pods); exported only with ``--metrics-config=summary_latencies=true``, which the rendered
+# Triton arguments set.
+TRITON_REQUEST_SUMMARY_US = "nv_inference_request_summary_us"
+TRITON_QUEUE_SUMMARY_US = "nv_inference_queue_summary_us"
+TRITON_QUANTILE_LABEL = "quantile"
 TRITON_SERIES = (
     TRITON_REQUEST_SUCCESS,
     TRITON_REQUEST_FAILURE,
     TRITON_REQUEST_DURATION_US,
     TRITON_QUEUE_DURATION_US,
+    TRITON_REQUEST_SUMMARY_US,
+    TRITON_QUEUE_SUMMARY_US,
 )
-# A histogram the rollout analysis reads for time to first response when Triton exports it; the CPU
-# test server (python backend, not decoupled) exports no histogram family, so it is not checked there.
+# Time to first response, a histogram Triton added in 2.52 (container 24.11) for decoupled models, behind
+# ``--metrics-config=histogram_latencies=true`` (set by the rendered arguments). The rollout analysis and
+# the dashboard read it where it exists; the Triton 2.51 the tests run has no such family at all (its
+# library does not contain the name), so it is listed apart and checked to be absent there.
 TRITON_FIRST_RESPONSE_HISTOGRAM_MS = "nv_inference_first_response_histogram_ms"
+TRITON_NEWER_SERIES = (f"{TRITON_FIRST_RESPONSE_HISTOGRAM_MS}_bucket",)
 # GPU families appear only when Triton finds a GPU (through DCGM), so a CPU server cannot show them;
 # same reference, section "GPU Metrics".
 TRITON_GPU_UTILIZATION = "nv_gpu_utilization"
@@ -92,6 +103,9 @@ KSM_DEPLOYMENT_REPLICAS = "kube_deployment_spec_replicas"
 KSM_DEPLOYMENT_CREATED = "kube_deployment_created"
 KSM_HPA_CURRENT_REPLICAS = "kube_horizontalpodautoscaler_status_current_replicas"
 KSM_HPA_MAX_REPLICAS = "kube_horizontalpodautoscaler_spec_max_replicas"
+KSM_HPA_MIN_REPLICAS = "kube_horizontalpodautoscaler_spec_min_replicas"
+# Labels scaletargetref_kind / scaletargetref_name: which workload an HPA scales, whatever its name.
+KSM_HPA_INFO = "kube_horizontalpodautoscaler_info"
 KSM_INIT_CONTAINER_RESTARTS = "kube_pod_init_container_status_restarts_total"
 KSM_INIT_CONTAINER_WAITING = "kube_pod_init_container_status_waiting_reason"
 KSM_POD_OWNER = "kube_pod_owner"
@@ -101,10 +115,18 @@ KSM_SERIES = (
     KSM_DEPLOYMENT_CREATED,
     KSM_HPA_CURRENT_REPLICAS,
     KSM_HPA_MAX_REPLICAS,
+    KSM_HPA_MIN_REPLICAS,
+    KSM_HPA_INFO,
     KSM_INIT_CONTAINER_RESTARTS,
     KSM_INIT_CONTAINER_WAITING,
     KSM_POD_OWNER,
 )
+
+# NVIDIA's DCGM exporter (the GPU Operator installs it), a default counter, in percent (0-100); with its
+# Kubernetes mapping on it labels each GPU's series with the ``namespace`` and ``pod`` using that GPU.
+# https://github.com/NVIDIA/dcgm-exporter/blob/main/etc/default-counters.csv
+DCGM_GPU_UTILIZATION = "DCGM_FI_DEV_GPU_UTIL"
+DCGM_SERIES = (DCGM_GPU_UTILIZATION,)
 
 # Written by Prometheus itself for every scrape target: 1 when the last scrape succeeded.
 PROMETHEUS_UP = "up"

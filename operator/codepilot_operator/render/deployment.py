@@ -53,6 +53,8 @@ def triton_args(cp: CodePilot) -> list[str]:
         "--allow-metrics=true",
         f"--allow-gpu-metrics={'true' if cp.spec.runtime.gpus > 0 else 'false'}",
         "--metrics-interval-ms=2000",
+        # Latency quantiles (p95 on the dashboard), off by default in Triton.
+        "--metrics-config=summary_latencies=true",
         # Time to first response as a histogram (Triton >= 2.52; older servers accept the flag and
         # export nothing more): rollout analysis compares the canary's p95 with stable's when present.
         "--metrics-config=histogram_latencies=true",

@@ -1,6 +1,7 @@
 """Which monitoring and autoscaling objects a CodePilot gets.
 
-- ``spec.alerts.enabled``: ServiceMonitor, PrometheusRule (recording + alert groups), Grafana dashboard.
+- ``spec.alerts.enabled``: ServiceMonitor, PrometheusRule (recording + alert groups). The Grafana
+  dashboard is not per CodePilot: the chart ships one for all of them (dashboard.py).
 - A Prometheus-backed autoscaling signal needs the ServiceMonitor and the recording rules even with
   alerts off, plus the prometheus-adapter rules snippet (provider PrometheusAdapter) or a KEDA
   ScaledObject in place of our HPA (provider KEDA).
@@ -12,7 +13,6 @@ from typing import Any
 
 from codepilot_operator.api import CodePilot, ScalingProvider
 from codepilot_operator.render.adapter import adapter_config_map
-from codepilot_operator.render.dashboard import dashboard_config_map
 from codepilot_operator.render.hpa import horizontal_pod_autoscaler
 from codepilot_operator.render.keda import scaled_object
 from codepilot_operator.render.prometheusrule import prometheus_rule
@@ -34,8 +34,6 @@ def monitoring_objects(cp: CodePilot, served: list[ServedVersion]) -> list[dict[
     objects: list[dict[str, Any]] = []
     if alerts or scaling:
         objects += [service_monitor(cp), prometheus_rule(cp, served)]
-    if alerts:
-        objects.append(dashboard_config_map(cp))
     if scaling and cp.spec.autoscaling.provider is ScalingProvider.PROMETHEUS_ADAPTER:
         objects.append(adapter_config_map(cp))
     return objects
