@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         weight_snapshots=args.weight_snapshots,
         prometheus_url=args.prometheus_url,
         platform=platform,
+        api_discovery_interval=args.api_discovery_interval,
     )
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -253,6 +254,14 @@ def register(subparsers: Any) -> None:
         default=15.0,
         metavar="SECONDS",
         help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
+    )
+    p.add_argument(
+        "--api-discovery-interval",
+        type=interval,
+        default=300.0,
+        metavar="SECONDS",
+        help="ask which optional APIs (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute) the "
+        "cluster serves this often (default 300); a change of their CRDs is noticed at once",
     )
     p.add_argument(
         "--prometheus-url",

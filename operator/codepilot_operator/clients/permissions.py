@@ -65,7 +65,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         frozenset({"get", "list", "watch"}),
-        "kopf discovers the CodePilot resource",
+        "kopf discovers the CodePilot resource; the optional kinds' CRDs appearing (reconcile/apis.py)",
     ),
     Permission("", "namespaces", frozenset({"get", "list", "watch"}), "kopf serves all namespaces"),
     Permission(

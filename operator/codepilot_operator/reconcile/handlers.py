@@ -31,10 +31,12 @@ from codepilot_operator.api import GROUP, PLURAL, VERSION
 from codepilot_operator.api.defaults import Origin
 from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
-from codepilot_operator.clients.kube import KubeClient, load_config
+from codepilot_operator.clients.kube import KubeClient, KubeUnavailable, load_config
 from codepilot_operator.clients.prometheus import PrometheusClient
 from codepilot_operator.reconcile import events, health, metrics
 from codepilot_operator.reconcile.admission import Admission
+from codepilot_operator.reconcile.apis import DEFAULT_INTERVAL as DEFAULT_API_DISCOVERY_INTERVAL
+from codepilot_operator.reconcile.apis import OPTIONAL_CRDS, ApiCatalog
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
 from codepilot_operator.reconcile.metrics_auth import MetricsAuth
 from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
@@ -66,6 +68,8 @@ JOB_ROLLOUT = "rollout"  # the rollout's own tick: the next analysis, or soon wh
 JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT})
 MEMO_PROMETHEUS = "prometheus"
 DEFAULTED = "Defaulted"  # the Event reason naming the values taken from the platform's defaults
+MEMO_APIS = "apis"
+MEMO_BODIES = "bodies"
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -91,6 +95,9 @@ class Options:
     prometheus_url: str | None = None  # for canary analysis; spec.rollout.analysis.prometheusUrl wins
     # What the platform decides (fetcher image, allowed ServiceAccounts, ...): --platform FILE.
     platform: PlatformPolicy = DEFAULT_PLATFORM
+    # Which optional APIs (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute) the cluster serves is
+    # asked again this often; a CRD event or an apply that finds a kind missing asks at once.
+    api_discovery_interval: float = DEFAULT_API_DISCOVERY_INTERVAL
 
 
 def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
@@ -151,10 +158,13 @@ async def _serve(
                 prepare=memo.get(MEMO_PREPARE),
                 before_write=owner,
                 rollout=_rollout_deps(options, memo),
+                apis=memo.get(MEMO_APIS),
             )
     except (OwnerGone, Outdated):
         raise
     except Exception as exc:
+        if isinstance(exc, KubeUnavailable) and exc.reason == "KindNotServed":
+            refresh_apis_soon(memo)  # a CRD was removed since the catalog last looked
         failure = classify(exc, retry_delay=options.retry_delay, retry=retry)
         if failure.reason == RECONCILE_ERROR:  # a bug or unanticipated input: the traceback is for -v
             logger.debug("Reconcile raised", exc_info=exc)
@@ -222,6 +232,8 @@ async def _report_result(
     else:
         pins = carried_pins(parse_status_source(body), promoted, canary_served=len(result.served) > 1)
     updates += rollout_conditions(cp)
+    if result.monitoring is not None:
+        updates.append(result.monitoring)
     extra = {
         **(rollout.fields if rollout is not None else {}),
         **pins,
@@ -412,6 +424,41 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     return min(interval, failure.delay) if failure is not None and failure.delay is not None else interval
 
 
+async def refresh_apis(memo: kopf.Memo) -> None:
+    """Ask the cluster which optional APIs it serves; when that changed, reconcile every CodePilot now
+    (the ones waiting for a kind, and the ones that left monitoring out)."""
+    catalog: ApiCatalog | None = memo.get(MEMO_APIS)
+    if catalog is None:
+        return
+    lock: asyncio.Lock = memo.setdefault("apis_lock", asyncio.Lock())
+    async with lock:
+        changed = await catalog.refresh()
+    if changed and MEMO_SCHEDULER in memo:
+        scheduler: Scheduler = memo[MEMO_SCHEDULER]
+        for uid in list(memo[MEMO_BODIES]):
+            scheduler.after(str(uid), JOB_DRIFT, 0)
+
+
+def refresh_apis_soon(memo: kopf.Memo) -> None:
+    """A refresh in the background (one at a time; a second request while one runs waits for it)."""
+    tasks: set[asyncio.Task[None]] = memo.setdefault("apis_tasks", set())
+    task = asyncio.create_task(refresh_apis(memo), name="api discovery")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _refresh_apis_every(memo: kopf.Memo, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await refresh_apis(memo)
+
+
+def _probe_namespace(namespaces: tuple[str, ...]) -> str | None:
+    """Where discovery lists: all namespaces, or the first named one (RBAC may grant only those)."""
+    literal = [ns for ns in namespaces if not any(ch in ns for ch in "*?[")]
+    return literal[0] if literal and len(literal) == len(namespaces) else None
+
+
 def _job(job: str, options: Options, memo: kopf.Memo) -> Job:
     async def run(body: Mapping[str, Any]) -> float | None:
         return await run_job(job, options, body, memo)
@@ -457,6 +504,12 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
                 state, options.metrics_socket, middlewares=guard
             )
         memo[MEMO_ADMISSION] = Admission(kube, options.platform)
+        memo[MEMO_BODIES] = bodies
+        memo[MEMO_APIS] = ApiCatalog(kube, _probe_namespace(options.namespaces))
+        await refresh_apis(memo)  # before the first reconcile; if the API is down, a later one asks
+        memo["apis_loop"] = asyncio.create_task(
+            _refresh_apis_every(memo, options.api_discovery_interval), name="api discovery loop"
+        )
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
         memo[MEMO_PREPARE] = _prepare_step(options, kube)
 
@@ -472,7 +525,8 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state: health.Health | None = memo.get(MEMO_HEALTH)
-        tasks = [t for t in (state.scheduler if state else None, memo.get("api_check")) if t is not None]
+        loops = (state.scheduler if state else None, memo.get("api_check"), memo.get("apis_loop"))
+        tasks = [t for t in (*loops, *memo.get("apis_tasks", ())) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -482,6 +536,19 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
             await client.close()
         if "metrics_runner" in memo:
             await memo["metrics_runner"].cleanup()
+
+    @kopf.on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        when=lambda name, **_: name in OPTIONAL_CRDS,
+    )
+    async def optional_crd_changed(memo: kopf.Memo, name: str, **_: Any) -> None:
+        """An optional kind's CRD was created, changed or deleted: ask discovery now, not at the next
+        interval. A new CRD is served only once Established; that status change is another event."""
+        log.debug("CRD %s changed; refreshing API discovery", name)
+        refresh_apis_soon(memo)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

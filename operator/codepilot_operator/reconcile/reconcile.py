@@ -37,6 +37,7 @@ from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
 from codepilot_operator.reconcile import prune
 from codepilot_operator.reconcile.admission import Admission
+from codepilot_operator.reconcile.apis import ApiCatalog, KindsNotServed, monitoring_condition
 from codepilot_operator.reconcile.drift import unchanged, with_input_hash
 from codepilot_operator.reconcile.rollout import PrometheusFor, RolloutOutcome, advance
 from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness, now_utc
@@ -103,6 +104,7 @@ class Result:
     prepared: Prepared | None = None
     rollout: RolloutOutcome | None = None
     defaults: list[dict[str, str]] = field(default_factory=list)  # the status.defaults value
+    monitoring: ConditionUpdate | None = None  # MonitoringReady, from reconcile only (observe says nothing)
 
 
 def plain(value: Any) -> Any:
@@ -187,20 +189,28 @@ async def reconcile(
     prepare: Prepare | None = None,
     before_write: BeforeWrite | None = None,
     rollout: RolloutDeps | None = None,
+    apis: ApiCatalog | None = None,
 ) -> Result:
     """Make the cluster match the CodePilot ``body``; raises InvalidSpec or PolicyRefused before touching
     anything.
 
     ``before_write`` lets a caller holding a possibly outdated body (a periodic job) confirm that the
-    CodePilot still exists before anything is written; an idle resync never calls it.
+    CodePilot still exists before anything is written; an idle resync never calls it. ``apis`` says which
+    optional kinds the cluster serves (default: all of them): the others are neither listed nor applied,
+    and a spec that needs one of them raises KindsNotServed before anything is written.
     """
     cp = parse(body)
     if not cp.metadata.uid:
         raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
     cp, defaults = resolve(cp, admission.platform)
     deps = rollout or RolloutDeps()
+    catalog = apis or ApiCatalog.known(())
+    problems = catalog.required_missing(cp)
+    if problems:
+        raise KindsNotServed(problems)
     namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
-    live = await _list_live(kube, namespace, selector, prune.MANAGED_KINDS)
+    managed = [k for k in prune.MANAGED_KINDS if catalog.serves(k)]
+    live = await _list_live(kube, namespace, selector, managed)
     stepped = await advance(
         cp,
         body,
@@ -215,7 +225,8 @@ async def reconcile(
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
-    desired = desired_objects(cp, served, admission.platform)
+    rendered = desired_objects(cp, served, admission.platform)
+    desired, left_out = catalog.split(rendered)
     result = Result(
         codepilot=cp,
         desired=len(desired),
@@ -224,6 +235,7 @@ async def reconcile(
         rollout=stepped,
         defaults=defaults,
     )
+    result.monitoring = monitoring_condition([Kind.of(o) for o in rendered], left_out)
     extra_kinds = [k for k in prune.kinds_to_list(desired) if k not in prune.MANAGED_KINDS]
     if extra_kinds:
         live.update(await _list_live(kube, namespace, selector, extra_kinds))
