@@ -43,8 +43,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "",
         "pods",
-        frozenset({"list"}),
-        "why a Deployment is not Ready: a crash-looping weight-fetch init container",
+        frozenset({"list", "watch"}),
+        "why a Deployment is not Ready: a crash-looping weight-fetch init container (watched, by label)",
     ),
     Permission("keda.sh", "scaledobjects", CHILD_VERBS, "autoscaling.provider KEDA"),
     Permission(

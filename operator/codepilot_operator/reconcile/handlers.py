@@ -31,12 +31,20 @@ from codepilot_operator.api import GROUP, PLURAL, VERSION
 from codepilot_operator.api.defaults import Origin
 from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
-from codepilot_operator.clients.kube import KubeClient, KubeUnavailable, load_config
+from codepilot_operator.clients.kube import Kind, KubeClient, KubeUnavailable, load_config
 from codepilot_operator.clients.prometheus import PrometheusClient
 from codepilot_operator.reconcile import events, health, metrics
 from codepilot_operator.reconcile.admission import Admission
 from codepilot_operator.reconcile.apis import DEFAULT_INTERVAL as DEFAULT_API_DISCOVERY_INTERVAL
 from codepilot_operator.reconcile.apis import OPTIONAL_CRDS, ApiCatalog
+from codepilot_operator.reconcile.children import (
+    SELECTOR,
+    WATCHED_KINDS,
+    Children,
+    controller_uid,
+    owner_key,
+    slim,
+)
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
 from codepilot_operator.reconcile.metrics_auth import MetricsAuth
 from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
@@ -51,6 +59,7 @@ from codepilot_operator.reconcile.status import (
     waiting_for_pods,
 )
 from codepilot_operator.render.gateway import api_url
+from codepilot_operator.render.names import LABEL_MANAGED_BY, MANAGED_BY
 from codepilot_operator.rollout.tracks import carried_pins
 
 DEFAULT_DRIFT_INTERVAL = 60.0
@@ -65,7 +74,11 @@ INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its ha
 JOB_DRIFT = "drift"
 JOB_PROGRESS = "progress"
 JOB_ROLLOUT = "rollout"  # the rollout's own tick: the next analysis, or soon while traffic moves
-JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT})
+# A child changed by someone else (deleted, edited, a Deployment's readiness): reconcile now.
+JOB_CHILD = "child-changed"
+JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT, JOB_CHILD})
+CHILD_RETRY = 1.0  # seconds: a child event that meets a running reconcile is looked at again this soon
+MEMO_CHILDREN = "children"
 MEMO_PROMETHEUS = "prometheus"
 DEFAULTED = "Defaulted"  # the Event reason naming the values taken from the platform's defaults
 MEMO_APIS = "apis"
@@ -148,8 +161,9 @@ async def _serve(
     kube: KubeClient = memo[MEMO_KUBE]
     started = time.monotonic()
     try:
+        children: Children | None = memo.get(MEMO_CHILDREN)
         if trigger == JOB_PROGRESS:
-            result = await observe(body, kube, options.platform)
+            result = await observe(body, children or kube, options.platform)
         else:
             result = await reconcile(
                 body,
@@ -159,6 +173,7 @@ async def _serve(
                 before_write=owner,
                 rollout=_rollout_deps(options, memo),
                 apis=memo.get(MEMO_APIS),
+                children=children,
             )
     except (OwnerGone, Outdated):
         raise
@@ -391,6 +406,8 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     meta = body.get("metadata", {})
     uid = str(meta.get("uid"))
     interval = options.progress_interval if job == JOB_PROGRESS else options.drift_interval
+    if job == JOB_CHILD:  # skipped below only while something else handles the CodePilot: look again soon
+        interval = CHILD_RETRY
     if meta.get("deletionTimestamp"):
         return None
     logger = kopf.LocalObjectLogger(body=kopf.Body(cast(kopf.RawBody, body)), settings=memo["settings"])
@@ -415,7 +432,7 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     except Outdated as exc:
         logger.debug("%s; this %s run wrote nothing", exc, job)
         return interval
-    if job in (JOB_DRIFT, JOB_ROLLOUT):
+    if job in (JOB_DRIFT, JOB_ROLLOUT, JOB_CHILD):
         _schedule(options, memo, uid, outcome.status, outcome.failure, outcome.next_rollout)
         return None  # _schedule set the next drift and rollout runs
     if not waiting_for_pods(outcome.status):
@@ -471,6 +488,36 @@ def _first(index: Mapping[str, Any], uid: str) -> Mapping[str, Any] | None:
     return next(iter(store), None) if store else None
 
 
+def _child_index_id(kind: Kind) -> str:
+    return f"children_{kind.plural}_{kind.group.replace('.', '_') or 'core'}"
+
+
+def _watch_children(registry: kopf.OperatorRegistry, kind: Kind) -> None:
+    """A kopf index of ``kind``'s objects labelled as ours, by (namespace, CodePilot), and an event
+    handler that reconciles the owning CodePilot at once when someone else changed one of them.
+
+    kopf watches only kinds the cluster serves, and starts watching one when its CRD appears.
+    """
+    resource = (kind.api_version, kind.plural)
+    index_id = _child_index_id(kind)
+    labels = {LABEL_MANAGED_BY: MANAGED_BY}
+
+    @kopf.index(*resource, registry=registry, id=index_id, labels=labels)
+    async def index_children(body: kopf.Body, **_: Any) -> dict[Any, dict[str, Any]]:
+        key = owner_key(body)
+        return {key: slim(body)} if key is not None else {}
+
+    @kopf.on.event(*resource, registry=registry, id=f"{index_id}_events", labels=labels)
+    async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        children: Children | None = memo.get(MEMO_CHILDREN)
+        if children is None or not children.observed(kind, kwargs.get("type"), body):
+            return
+        uid = controller_uid(body)
+        scheduler: Scheduler | None = memo.get(MEMO_SCHEDULER)
+        if uid is not None and scheduler is not None and uid in memo[MEMO_BODIES]:
+            scheduler.after(uid, JOB_CHILD, 0)
+
+
 def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     """Attach every handler to ``registry`` (a fresh one per operator run, so options are per run)."""
     resource = (GROUP, VERSION, PLURAL)
@@ -480,10 +527,18 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
         """Every live CodePilot's latest body by uid; kopf drops a deleted object from it at once."""
         return {str(uid): plain(body)}
 
+    for kind in WATCHED_KINDS:
+        _watch_children(registry, kind)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         """Fails permanently, never "retry in 60 s": a startup that cannot finish must end the process."""
         try:
+            children = memo[MEMO_CHILDREN] = Children()
+            for kind in WATCHED_KINDS:
+                children.attach(kind, kwargs[_child_index_id(kind)])
+                # Server-side: the API server sends only our children, not every ConfigMap and Pod.
+                settings.watching.label_selectors[kind.api_version, kind.plural] = SELECTOR
             await _start(settings, memo, kwargs[INDEX])
         except Exception as exc:
             raise kopf.PermanentError(f"startup failed: {one_line(exc)}") from exc
