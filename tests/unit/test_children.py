@@ -28,7 +28,9 @@ class Clock:
 
 
 def cache(*objects: dict[str, Any]) -> tuple[Children, dict[tuple[str, str], list[dict[str, Any]]], Clock]:
-    index: dict[tuple[str, str], list[dict[str, Any]]] = {("ns", "coder"): [slim(o) for o in objects]}
+    index: dict[tuple[str, str], list[dict[str, Any]]] = {
+        ("ns", "coder"): [slim(o, SERVICE) for o in objects]
+    }
     clock = Clock()
     children = Children(clock=clock, ttl=30.0)
     children.attach(SERVICE, index)
@@ -45,10 +47,10 @@ def test_a_write_is_seen_before_its_watch_event_and_the_index_wins_once_it_arriv
     children.wrote(obj(SERVICE, "coder", "5"))
     children.wrote(obj(SERVICE, "coder-v1", "6"))
     assert names(children) == {"coder": "5", "coder-v1": "6"}, "the index lags: the writes are overlaid"
-    index[("ns", "coder")] = [slim(obj(SERVICE, "coder", "5"))]
+    index[("ns", "coder")] = [slim(obj(SERVICE, "coder", "5"), SERVICE)]
     assert names(children) == {"coder": "5", "coder-v1": "6"}
     assert not children.observed(SERVICE, "MODIFIED", obj(SERVICE, "coder", "5")), "our own echo"
-    index[("ns", "coder")] = [slim(obj(SERVICE, "coder", "7", spec={"edited": True}))]
+    index[("ns", "coder")] = [slim(obj(SERVICE, "coder", "7", spec={"edited": True}), SERVICE)]
     assert names(children)["coder"] == "7", "after the echo, a later change shows"
 
 

@@ -51,11 +51,16 @@ def auto_priority(identity: str) -> int:
     return 1 + int(hashlib.sha256(identity.encode()).hexdigest(), 16) % 9999
 
 
+# kopf logs one "... succeeded." line per handler run; for these it is one per watch event or resync
+# and says nothing (the operator's own lines say what it did).
+_ROUTINE = ("Timer ", "Indexer ", "Handler 'children_", "Handler 'optional_crd_changed'")
+
+
 def _quiet_timers(record: logging.LogRecord) -> bool:
-    """Drop kopf's "Timer ... succeeded" line: one per CodePilot per resync says nothing (debug keeps it)."""
+    """Drop kopf's routine "... succeeded." lines: timers, indexers and the child watch handlers."""
     message = record.getMessage()
     return not (
-        record.levelno == logging.INFO and message.startswith("Timer ") and message.endswith(" succeeded.")
+        record.levelno == logging.INFO and message.startswith(_ROUTINE) and message.endswith(" succeeded.")
     )
 
 

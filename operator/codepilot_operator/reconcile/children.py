@@ -52,14 +52,14 @@ def owner_key(body: Mapping[str, Any]) -> Owner | None:
     return (str(meta.get("namespace")), str(name)) if name else None
 
 
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+def slim(body: Mapping[str, Any], kind: Kind) -> dict[str, Any]:
     """What the cache keeps of an object: managedFields go (large, never read); of a Pod only its
     metadata and the init container states (status.py names a crash-looping weight fetcher)."""
     obj: dict[str, Any] = _plain(body)
     meta = dict(obj.get("metadata") or {})
     meta.pop("managedFields", None)
     obj["metadata"] = meta
-    if obj.get("kind") == POD.kind:
+    if kind == POD:  # by the watched kind: list items of a real API server carry no kind
         status = obj.get("status") or {}
         return {
             **{k: obj[k] for k in ("apiVersion", "kind") if k in obj},
@@ -114,7 +114,8 @@ class Children:
         self._indexes: dict[Kind, Index] = {}
         self._clock = clock
         self._ttl = ttl
-        self._overlay: dict[tuple[Kind, str, str], _Overlay] = {}
+        # (kind, namespace) -> name -> what we wrote: a list looks at its own kind and namespace only
+        self._overlay: dict[tuple[Kind, str], dict[str, _Overlay]] = {}
         self._seen: dict[tuple[Kind, str, str], str] = {}
 
     def attach(self, kind: Kind, index: Index) -> None:
@@ -133,12 +134,10 @@ class Children:
             for obj in index.get(owner, ()):
                 found[str(obj["metadata"]["name"])] = dict(obj)
         now = self._clock()
-        for (okind, ns, name), overlay in list(self._overlay.items()):
-            if okind != kind or ns != namespace:
-                continue
-            live = found.get(name)
-            if now >= overlay.expires or self._caught_up(overlay, live):
-                del self._overlay[(okind, ns, name)]
+        pending = self._overlay.get((kind, namespace), {})
+        for name, overlay in list(pending.items()):
+            if now >= overlay.expires or self._caught_up(overlay, found.get(name)):
+                del pending[name]
                 continue
             if overlay.obj is None:
                 found.pop(name, None)
@@ -160,16 +159,18 @@ class Children:
     def wrote(self, obj: Mapping[str, Any]) -> None:
         """We applied ``obj`` (the API server's answer): reads see it until the index does."""
         meta = obj.get("metadata") or {}
-        key = (Kind.of(obj), str(meta.get("namespace")), str(meta.get("name")))
-        body = slim(obj)
-        self._overlay[key] = _Overlay(body, meta.get("resourceVersion"), self._clock() + self._ttl)
-        self._seen[key] = fingerprint(key[0], body)
+        kind, namespace, name = Kind.of(obj), str(meta.get("namespace")), str(meta.get("name"))
+        body = slim(obj, kind)
+        overlay = _Overlay(body, meta.get("resourceVersion"), self._clock() + self._ttl)
+        self._overlay.setdefault((kind, namespace), {})[name] = overlay
+        self._seen[(kind, namespace, name)] = fingerprint(kind, body)
 
     def deleted(self, kind: Kind, namespace: str, name: str) -> None:
         """We deleted it: reads no longer see it, and its DELETED event is not news."""
-        key = (kind, namespace, name)
-        self._overlay[key] = _Overlay(None, None, self._clock() + self._ttl)
-        self._seen.pop(key, None)
+        self._overlay.setdefault((kind, namespace), {})[name] = _Overlay(
+            None, None, self._clock() + self._ttl
+        )
+        self._seen.pop((kind, namespace, name), None)
 
     def observed(self, kind: Kind, event: str | None, body: Mapping[str, Any]) -> bool:
         """Record a watch event; True when it is someone else's change that a reconcile should look at.
@@ -179,18 +180,19 @@ class Children:
         """
         meta = body.get("metadata") or {}
         key = (kind, str(meta.get("namespace")), str(meta.get("name")))
-        overlay = self._overlay.get(key)
+        pending = self._overlay.get(key[:2], {})
+        overlay = pending.get(key[2])
         if event == "DELETED":
             self._seen.pop(key, None)
             if overlay is None:
                 return True
-            del self._overlay[key]
+            del pending[key[2]]
             return overlay.obj is not None  # not our own delete: gone after (or despite) our write
         mark = fingerprint(kind, body)
         previous = self._seen.get(key)
         self._seen[key] = mark
         if overlay is not None:
             if overlay.obj is not None and meta.get("resourceVersion") == overlay.resource_version:
-                del self._overlay[key]
+                del pending[key[2]]
             return False  # our echo, or an older event that our write has superseded
         return event is not None and previous != mark

@@ -1,10 +1,12 @@
 """kopf handlers and the periodic jobs: thin glue from kopf's triggers and the scheduler to ``reconcile()``.
 
 create, update and resume share one handler (kopf runs it once per change, and once per object when the
-operator starts). Two jobs per CodePilot run on the scheduler (scheduler.py): ``drift`` re-runs the same
-reconcile every ``drift_interval`` seconds so that a child deleted or edited by hand is restored, and
-``progress`` refreshes status every ``progress_interval`` seconds while pods are starting. Every run
-(re)schedules them, so a change handler's reconcile also counts as the latest resync.
+operator starts). Jobs per CodePilot run on the scheduler (scheduler.py): ``child-changed`` reconciles at
+once when a watch event shows someone else changed one of its children (children.py: every child kind is
+watched and indexed, so reconcile reads instead of listing), ``drift`` re-runs the same reconcile every
+``drift_interval`` seconds as the bound for anything a watch could miss, and ``progress`` refreshes
+status every ``progress_interval`` seconds while pods are starting. Every run (re)schedules them, so a
+change handler's reconcile also counts as the latest resync.
 
 No finalizer: children carry a controller ownerReference, so the API server's garbage collector deletes
 them with the CodePilot, and a missing operator never blocks a deletion. The jobs find their CodePilot's
@@ -406,7 +408,7 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     meta = body.get("metadata", {})
     uid = str(meta.get("uid"))
     interval = options.progress_interval if job == JOB_PROGRESS else options.drift_interval
-    if job == JOB_CHILD:  # skipped below only while something else handles the CodePilot: look again soon
+    if job == JOB_CHILD:  # skipped below while a reconcile runs, which may predate the change: look again
         interval = CHILD_RETRY
     if meta.get("deletionTimestamp"):
         return None
@@ -415,7 +417,8 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
         # The change handler has not finished this generation (or its status has not reached the index):
         # resyncing from this body would race it and write a stale status.
         logger.debug("Generation %s not handled yet; this %s run is skipped", meta.get("generation"), job)
-        return interval
+        # A child's change needs no run of its own: the change handler's reconcile reads it too.
+        return None if job == JOB_CHILD else interval
     lock = _lock_for(memo, uid)
     if lock.locked():
         logger.debug("A reconcile is running already; this %s run is skipped", job)
@@ -505,7 +508,7 @@ def _watch_children(registry: kopf.OperatorRegistry, kind: Kind) -> None:
     @kopf.index(*resource, registry=registry, id=index_id, labels=labels)
     async def index_children(body: kopf.Body, **_: Any) -> dict[Any, dict[str, Any]]:
         key = owner_key(body)
-        return {key: slim(body)} if key is not None else {}
+        return {key: slim(body, kind)} if key is not None else {}
 
     @kopf.on.event(*resource, registry=registry, id=f"{index_id}_events", labels=labels)
     async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
