@@ -1,13 +1,17 @@
 """Benchmark: N CodePilots (default 500) reconciled by a real `codepilot run` against the API emulator.
 
 Prints: time until every CodePilot is Reconciled, API requests per CodePilot by verb, writes on create
-per CodePilot against the number of children, writes and reads during one idle drift resync, and the
-operator's RSS. Goals: writes on create <= children + 2, zero writes when idle, RSS < 200 MB.
+per CodePilot against the number of children, then the idle cost: requests per CodePilot per idle
+minute split by verb and by kind (watches counted apart: a watch is one long request per kind, not per
+CodePilot), and the operator's RSS. Goals: writes on create <= children + 2, zero writes and zero
+list/get requests when idle, RSS < 200 MB at 500.
 
-    python3 bench/reconcile.py [--count 500] [--drift-interval 60] [--progress-interval 15] [--secret]
+    python3 bench/reconcile.py [--count 100 --count 500] [--idle 120] [--drift-interval 60]
+                               [--progress-interval 15] [--secret]
 
---secret gives every CodePilot a credentials Secret (labelled as the platform policy requires), so the
-admission check's Secret reads show in the figures: one per CodePilot on create, none when idle.
+Each --count runs on a fresh emulator and operator, one after the other. --secret gives every CodePilot
+a credentials Secret (labelled as the platform policy requires), so the admission check's Secret reads
+show in the figures: one per CodePilot on create, none when idle.
 
 Not a test: figures depend on the machine; the emulator runs in this process, the operator in its own.
 """
@@ -25,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.e2e.conftest import Api, Operator  # noqa: E402
-from tests.fixtures.kube import EmulatorThread  # noqa: E402
+from tests.fixtures.kube import Call, EmulatorThread  # noqa: E402
 from tests.helpers import manifest  # noqa: E402
 
 from codepilot_operator.api.platform import ALLOW_LABEL  # noqa: E402
@@ -56,7 +60,10 @@ def reconciled_count(emulator: EmulatorThread) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument(
+        "--count", type=int, action="append", help="CodePilots (repeatable: one run each; default 500)"
+    )
+    parser.add_argument("--idle", type=float, default=120.0, help="seconds of idle measured (default 120)")
     parser.add_argument(
         "--namespaces", type=int, default=10, help="spread CodePilots over this many namespaces"
     )
@@ -67,7 +74,22 @@ def main() -> int:
         "--secret", action="store_true", help="every CodePilot names an allowed credentials Secret"
     )
     args = parser.parse_args()
+    status = 0
+    for count in args.count or [500]:
+        status |= run(args, count)
+    return status
 
+
+def per_minute(calls: list[Call], count: int, seconds: float, key: str) -> str:
+    counted = Counter(getattr(c, key) for c in calls if c.verb != "watch")
+    if not counted:
+        return "none"
+    scale = 60.0 / seconds / count
+    return ", ".join(f"{k} {n * scale:.2f}" for k, n in sorted(counted.items()))
+
+
+def run(args: argparse.Namespace, count: int) -> int:
+    args = argparse.Namespace(**{**vars(args), "count": count})
     emulator = EmulatorThread().start()
     tmp = Path(tempfile.mkdtemp(prefix="codepilot-bench-"))
     operator = Operator(
@@ -133,19 +155,26 @@ def main() -> int:
         failed = Counter(c.status for c in calls if c.status >= 400)
         print(f"failed requests: {dict(failed) or 'none'}")
 
-        # One full idle drift cycle: every CodePilot is re-read, nothing is written.
+        # Idle: nothing changes; every CodePilot's periodic jobs run (no Deployment controller in the
+        # emulator, so all stay not Ready and get progress refreshes too).
         mark = len(emulator.call(lambda e: e.calls))
-        time.sleep(args.drift_interval * 1.5)
+        time.sleep(args.idle)
         idle = emulator.call(lambda e: list(e.calls))[mark:]
         idle_writes = [c for c in idle if c.write]
-        idle_verbs = dict(Counter(c.verb for c in idle))
-        idle_secrets = sum(1 for c in idle if c.resource == "secrets")
+        watches = Counter(c.resource for c in idle if c.verb == "watch")
+        reads = [c for c in idle if c.verb in ("list", "get")]
+        intervals = f"drift interval {args.drift_interval:.0f}s, progress {args.progress_interval:.0f}s"
+        print(f"idle {args.idle:.0f}s ({intervals}):")
         print(
-            f"idle ({args.drift_interval * 1.5:.0f}s, nothing changed; no Deployment controller in the "
-            f"emulator, so all stay not Ready and get progress refreshes too): {len(idle)} requests "
-            f"{idle_verbs}, {len(idle) / args.count:.1f} per CodePilot, writes: {len(idle_writes)} (goal 0), "
-            f"Secret reads: {idle_secrets}"
+            f"  requests per CodePilot per idle minute: {len(idle) * 60 / args.idle / args.count:.2f} "
+            f"(list+get {len(reads) * 60 / args.idle / args.count:.2f}, writes {len(idle_writes)} in all)"
         )
+        print(f"  by verb: {per_minute(idle, args.count, args.idle, 'verb')}")
+        print(f"  by kind: {per_minute(idle, args.count, args.idle, 'resource')}")
+        print(f"  watch requests started while idle (all CodePilots together): {dict(watches) or 'none'}")
+        all_watches = Counter(c.resource for c in emulator.call(lambda e: list(e.calls)) if c.verb == "watch")
+        opened = sum(all_watches.values())
+        print(f"  watches opened since the start: {opened} requests on {len(all_watches)} kinds")
         rss, hwm = rss_mb(operator.proc.pid)
         print(f"operator RSS: {rss:.0f} MB now, {max(hwm, peak_seen):.0f} MB peak (goal < 200 MB)")
         return 0

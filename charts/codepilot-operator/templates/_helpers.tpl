@@ -136,7 +136,7 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

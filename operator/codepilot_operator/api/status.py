@@ -27,6 +27,8 @@ class ConditionType(StrEnum):
     RECONCILED = "Reconciled"
     WEIGHTS_VERIFIED = "WeightsVerified"
     ROLLOUT_PAUSED = "RolloutPaused"
+    # ServiceMonitor and PrometheusRule applied; False when the cluster does not serve them (serving works)
+    MONITORING_READY = "MonitoringReady"
 
 
 class Reason(StrEnum):
@@ -56,6 +58,11 @@ class Reason(StrEnum):
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SERVICE_ACCOUNT_NOT_ALLOWED = "ServiceAccountNotAllowed"
     PRIORITY_CLASS_NOT_ALLOWED = "PriorityClassNotAllowed"
+    # The cluster does not serve a kind (its CRD is not installed): optional ones are left out, a kind
+    # the spec asks for (KEDA, a Gateway API route) stops the reconcile naming the field.
+    KIND_NOT_SERVED = "KindNotServed"
+    MONITORING_APPLIED = "MonitoringApplied"
+    NOT_REQUESTED = "NotRequested"
 
 
 class ConditionStatus(StrEnum):

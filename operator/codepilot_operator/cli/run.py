@@ -51,11 +51,16 @@ def auto_priority(identity: str) -> int:
     return 1 + int(hashlib.sha256(identity.encode()).hexdigest(), 16) % 9999
 
 
+# kopf logs one "... succeeded." line per handler run; for these it is one per watch event or resync
+# and says nothing (the operator's own lines say what it did).
+_ROUTINE = ("Timer ", "Indexer ", "Handler 'children_", "Handler 'optional_crd_changed'")
+
+
 def _quiet_timers(record: logging.LogRecord) -> bool:
-    """Drop kopf's "Timer ... succeeded" line: one per CodePilot per resync says nothing (debug keeps it)."""
+    """Drop kopf's routine "... succeeded." lines: timers, indexers and the child watch handlers."""
     message = record.getMessage()
     return not (
-        record.levelno == logging.INFO and message.startswith("Timer ") and message.endswith(" succeeded.")
+        record.levelno == logging.INFO and message.startswith(_ROUTINE) and message.endswith(" succeeded.")
     )
 
 
@@ -168,6 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         weight_snapshots=args.weight_snapshots,
         prometheus_url=args.prometheus_url,
         platform=platform,
+        api_discovery_interval=args.api_discovery_interval,
     )
     registry = kopf.OperatorRegistry()
     register(registry, options)
@@ -253,6 +259,14 @@ def register(subparsers: Any) -> None:
         default=15.0,
         metavar="SECONDS",
         help="while a CodePilot is not Ready, refresh its status this often (default 15; 0: off)",
+    )
+    p.add_argument(
+        "--api-discovery-interval",
+        type=interval,
+        default=300.0,
+        metavar="SECONDS",
+        help="ask which optional APIs (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute) the "
+        "cluster serves this often (default 300); a change of their CRDs is noticed at once",
     )
     p.add_argument(
         "--prometheus-url",

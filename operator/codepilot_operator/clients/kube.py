@@ -263,6 +263,20 @@ class KubeClient:
 
         return await self._call("list", f"{kind.plural} in {namespace or 'all namespaces'}", call)
 
+    async def serves(self, kind: Kind, namespace: str | None = None) -> bool:
+        """Whether the API server serves ``kind`` (False on 404: e.g. its CRD is not installed).
+
+        One list with limit 1: the cheapest request that proves the API answers ``kind`` to this
+        identity, through the same permission the operator later lists it with.
+        """
+        try:
+            await self.any_exist(kind, namespace)
+        except httpx2.HTTPStatusError as exc:
+            if _not_found(exc):
+                return False
+            raise
+        return True
+
     async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         res = self._resource(kind, "get")
         try:

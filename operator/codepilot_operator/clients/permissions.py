@@ -43,8 +43,8 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "",
         "pods",
-        frozenset({"list"}),
-        "why a Deployment is not Ready: a crash-looping weight-fetch init container",
+        frozenset({"list", "watch"}),
+        "why a Deployment is not Ready: a crash-looping weight-fetch init container (watched, by label)",
     ),
     Permission("keda.sh", "scaledobjects", CHILD_VERBS, "autoscaling.provider KEDA"),
     Permission(
@@ -65,7 +65,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         frozenset({"get", "list", "watch"}),
-        "kopf discovers the CodePilot resource",
+        "kopf discovers the CodePilot resource; the optional kinds' CRDs appearing (reconcile/apis.py)",
     ),
     Permission("", "namespaces", frozenset({"get", "list", "watch"}), "kopf serves all namespaces"),
     Permission(

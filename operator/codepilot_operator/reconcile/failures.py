@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from codepilot_operator.api.status import Reason
 from codepilot_operator.clients.kube import KubeUnavailable
 from codepilot_operator.reconcile.admission import PolicyRefused
+from codepilot_operator.reconcile.apis import KindsNotServed
 from codepilot_operator.reconcile.reconcile import InvalidSpec, PrepareFailed
 from codepilot_operator.reconcile.status import (
     ConditionUpdate,
     apply_failed_conditions,
     invalid_spec_conditions,
+    kind_not_served_conditions,
     reconcile_error_conditions,
 )
 
@@ -60,6 +63,9 @@ def classify(exc: Exception, *, retry_delay: float, retry: int = 0) -> Failure:
     """The Failure for an exception raised by reconcile(); ``retry`` counts earlier attempts."""
     if isinstance(exc, InvalidSpec):
         return Failure("InvalidSpec", str(exc), invalid_spec_conditions(exc.problems), None)
+    if isinstance(exc, KindsNotServed):
+        # No retry loop: the catalog reconciles every CodePilot again when a kind appears.
+        return Failure(Reason.KIND_NOT_SERVED, str(exc), kind_not_served_conditions(exc.problems), None)
     if isinstance(exc, PolicyRefused):
         # An edit of the CodePilot is a change handled at once; a label set on the Secret is seen by the
         # next drift resync, which runs at its full interval.

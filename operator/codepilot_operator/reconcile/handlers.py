@@ -1,10 +1,12 @@
 """kopf handlers and the periodic jobs: thin glue from kopf's triggers and the scheduler to ``reconcile()``.
 
 create, update and resume share one handler (kopf runs it once per change, and once per object when the
-operator starts). Two jobs per CodePilot run on the scheduler (scheduler.py): ``drift`` re-runs the same
-reconcile every ``drift_interval`` seconds so that a child deleted or edited by hand is restored, and
-``progress`` refreshes status every ``progress_interval`` seconds while pods are starting. Every run
-(re)schedules them, so a change handler's reconcile also counts as the latest resync.
+operator starts). Jobs per CodePilot run on the scheduler (scheduler.py): ``child-changed`` reconciles at
+once when a watch event shows someone else changed one of its children (children.py: every child kind is
+watched and indexed, so reconcile reads instead of listing), ``drift`` re-runs the same reconcile every
+``drift_interval`` seconds as the bound for anything a watch could miss, and ``progress`` refreshes
+status every ``progress_interval`` seconds while pods are starting. Every run (re)schedules them, so a
+change handler's reconcile also counts as the latest resync.
 
 No finalizer: children carry a controller ownerReference, so the API server's garbage collector deletes
 them with the CodePilot, and a missing operator never blocks a deletion. The jobs find their CodePilot's
@@ -31,10 +33,20 @@ from codepilot_operator.api import GROUP, PLURAL, VERSION
 from codepilot_operator.api.defaults import Origin
 from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.clients.codepilots import ACTION_ANNOTATION
-from codepilot_operator.clients.kube import KubeClient, load_config
+from codepilot_operator.clients.kube import Kind, KubeClient, KubeUnavailable, load_config
 from codepilot_operator.clients.prometheus import PrometheusClient
 from codepilot_operator.reconcile import events, health, metrics
 from codepilot_operator.reconcile.admission import Admission
+from codepilot_operator.reconcile.apis import DEFAULT_INTERVAL as DEFAULT_API_DISCOVERY_INTERVAL
+from codepilot_operator.reconcile.apis import OPTIONAL_CRDS, ApiCatalog
+from codepilot_operator.reconcile.children import (
+    SELECTOR,
+    WATCHED_KINDS,
+    Children,
+    controller_uid,
+    owner_key,
+    slim,
+)
 from codepilot_operator.reconcile.failures import RECONCILE_ERROR, Failure, classify, one_line
 from codepilot_operator.reconcile.metrics_auth import MetricsAuth
 from codepilot_operator.reconcile.owner import CODEPILOT, Outdated, OwnerCheck, OwnerGone
@@ -49,6 +61,7 @@ from codepilot_operator.reconcile.status import (
     waiting_for_pods,
 )
 from codepilot_operator.render.gateway import api_url
+from codepilot_operator.render.names import LABEL_MANAGED_BY, MANAGED_BY
 from codepilot_operator.rollout.tracks import carried_pins
 
 DEFAULT_DRIFT_INTERVAL = 60.0
@@ -63,9 +76,15 @@ INDEX = "codepilot_bodies"  # the kwarg name kopf passes the index under (its ha
 JOB_DRIFT = "drift"
 JOB_PROGRESS = "progress"
 JOB_ROLLOUT = "rollout"  # the rollout's own tick: the next analysis, or soon while traffic moves
-JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT})
+# A child changed by someone else (deleted, edited, a Deployment's readiness): reconcile now.
+JOB_CHILD = "child-changed"
+JOBS = frozenset({JOB_DRIFT, JOB_PROGRESS, JOB_ROLLOUT, JOB_CHILD})
+CHILD_RETRY = 1.0  # seconds: a child event that meets a running reconcile is looked at again this soon
+MEMO_CHILDREN = "children"
 MEMO_PROMETHEUS = "prometheus"
 DEFAULTED = "Defaulted"  # the Event reason naming the values taken from the platform's defaults
+MEMO_APIS = "apis"
+MEMO_BODIES = "bodies"
 log = logging.getLogger(__name__)
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -91,6 +110,9 @@ class Options:
     prometheus_url: str | None = None  # for canary analysis; spec.rollout.analysis.prometheusUrl wins
     # What the platform decides (fetcher image, allowed ServiceAccounts, ...): --platform FILE.
     platform: PlatformPolicy = DEFAULT_PLATFORM
+    # Which optional APIs (ServiceMonitor, PrometheusRule, ScaledObject, HTTPRoute) the cluster serves is
+    # asked again this often; a CRD event or an apply that finds a kind missing asks at once.
+    api_discovery_interval: float = DEFAULT_API_DISCOVERY_INTERVAL
 
 
 def _prepare_step(options: Options, kube: KubeClient) -> Prepare | None:
@@ -141,8 +163,9 @@ async def _serve(
     kube: KubeClient = memo[MEMO_KUBE]
     started = time.monotonic()
     try:
+        children: Children | None = memo.get(MEMO_CHILDREN)
         if trigger == JOB_PROGRESS:
-            result = await observe(body, kube, options.platform)
+            result = await observe(body, children or kube, options.platform)
         else:
             result = await reconcile(
                 body,
@@ -151,10 +174,14 @@ async def _serve(
                 prepare=memo.get(MEMO_PREPARE),
                 before_write=owner,
                 rollout=_rollout_deps(options, memo),
+                apis=memo.get(MEMO_APIS),
+                children=children,
             )
     except (OwnerGone, Outdated):
         raise
     except Exception as exc:
+        if isinstance(exc, KubeUnavailable) and exc.reason == "KindNotServed":
+            refresh_apis_soon(memo)  # a CRD was removed since the catalog last looked
         failure = classify(exc, retry_delay=options.retry_delay, retry=retry)
         if failure.reason == RECONCILE_ERROR:  # a bug or unanticipated input: the traceback is for -v
             logger.debug("Reconcile raised", exc_info=exc)
@@ -222,6 +249,8 @@ async def _report_result(
     else:
         pins = carried_pins(parse_status_source(body), promoted, canary_served=len(result.served) > 1)
     updates += rollout_conditions(cp)
+    if result.monitoring is not None:
+        updates.append(result.monitoring)
     extra = {
         **(rollout.fields if rollout is not None else {}),
         **pins,
@@ -379,6 +408,8 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     meta = body.get("metadata", {})
     uid = str(meta.get("uid"))
     interval = options.progress_interval if job == JOB_PROGRESS else options.drift_interval
+    if job == JOB_CHILD:  # skipped below while a reconcile runs, which may predate the change: look again
+        interval = CHILD_RETRY
     if meta.get("deletionTimestamp"):
         return None
     logger = kopf.LocalObjectLogger(body=kopf.Body(cast(kopf.RawBody, body)), settings=memo["settings"])
@@ -386,7 +417,8 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
         # The change handler has not finished this generation (or its status has not reached the index):
         # resyncing from this body would race it and write a stale status.
         logger.debug("Generation %s not handled yet; this %s run is skipped", meta.get("generation"), job)
-        return interval
+        # A child's change needs no run of its own: the change handler's reconcile reads it too.
+        return None if job == JOB_CHILD else interval
     lock = _lock_for(memo, uid)
     if lock.locked():
         logger.debug("A reconcile is running already; this %s run is skipped", job)
@@ -403,13 +435,48 @@ async def run_job(job: str, options: Options, body: Mapping[str, Any], memo: kop
     except Outdated as exc:
         logger.debug("%s; this %s run wrote nothing", exc, job)
         return interval
-    if job in (JOB_DRIFT, JOB_ROLLOUT):
+    if job in (JOB_DRIFT, JOB_ROLLOUT, JOB_CHILD):
         _schedule(options, memo, uid, outcome.status, outcome.failure, outcome.next_rollout)
         return None  # _schedule set the next drift and rollout runs
     if not waiting_for_pods(outcome.status):
         return None
     failure = outcome.failure
     return min(interval, failure.delay) if failure is not None and failure.delay is not None else interval
+
+
+async def refresh_apis(memo: kopf.Memo) -> None:
+    """Ask the cluster which optional APIs it serves; when that changed, reconcile every CodePilot now
+    (the ones waiting for a kind, and the ones that left monitoring out)."""
+    catalog: ApiCatalog | None = memo.get(MEMO_APIS)
+    if catalog is None:
+        return
+    lock: asyncio.Lock = memo.setdefault("apis_lock", asyncio.Lock())
+    async with lock:
+        changed = await catalog.refresh()
+    if changed and MEMO_SCHEDULER in memo:
+        scheduler: Scheduler = memo[MEMO_SCHEDULER]
+        for uid in list(memo[MEMO_BODIES]):
+            scheduler.after(str(uid), JOB_DRIFT, 0)
+
+
+def refresh_apis_soon(memo: kopf.Memo) -> None:
+    """A refresh in the background (one at a time; a second request while one runs waits for it)."""
+    tasks: set[asyncio.Task[None]] = memo.setdefault("apis_tasks", set())
+    task = asyncio.create_task(refresh_apis(memo), name="api discovery")
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _refresh_apis_every(memo: kopf.Memo, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await refresh_apis(memo)
+
+
+def _probe_namespace(namespaces: tuple[str, ...]) -> str | None:
+    """Where discovery lists: all namespaces, or the first named one (RBAC may grant only those)."""
+    literal = [ns for ns in namespaces if not any(ch in ns for ch in "*?[")]
+    return literal[0] if literal and len(literal) == len(namespaces) else None
 
 
 def _job(job: str, options: Options, memo: kopf.Memo) -> Job:
@@ -424,6 +491,36 @@ def _first(index: Mapping[str, Any], uid: str) -> Mapping[str, Any] | None:
     return next(iter(store), None) if store else None
 
 
+def _child_index_id(kind: Kind) -> str:
+    return f"children_{kind.plural}_{kind.group.replace('.', '_') or 'core'}"
+
+
+def _watch_children(registry: kopf.OperatorRegistry, kind: Kind) -> None:
+    """A kopf index of ``kind``'s objects labelled as ours, by (namespace, CodePilot), and an event
+    handler that reconciles the owning CodePilot at once when someone else changed one of them.
+
+    kopf watches only kinds the cluster serves, and starts watching one when its CRD appears.
+    """
+    resource = (kind.api_version, kind.plural)
+    index_id = _child_index_id(kind)
+    labels = {LABEL_MANAGED_BY: MANAGED_BY}
+
+    @kopf.index(*resource, registry=registry, id=index_id, labels=labels)
+    async def index_children(body: kopf.Body, **_: Any) -> dict[Any, dict[str, Any]]:
+        key = owner_key(body)
+        return {key: slim(body, kind)} if key is not None else {}
+
+    @kopf.on.event(*resource, registry=registry, id=f"{index_id}_events", labels=labels)
+    async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        children: Children | None = memo.get(MEMO_CHILDREN)
+        if children is None or not children.observed(kind, kwargs.get("type"), body):
+            return
+        uid = controller_uid(body)
+        scheduler: Scheduler | None = memo.get(MEMO_SCHEDULER)
+        if uid is not None and scheduler is not None and uid in memo[MEMO_BODIES]:
+            scheduler.after(uid, JOB_CHILD, 0)
+
+
 def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     """Attach every handler to ``registry`` (a fresh one per operator run, so options are per run)."""
     resource = (GROUP, VERSION, PLURAL)
@@ -433,10 +530,18 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
         """Every live CodePilot's latest body by uid; kopf drops a deleted object from it at once."""
         return {str(uid): plain(body)}
 
+    for kind in WATCHED_KINDS:
+        _watch_children(registry, kind)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         """Fails permanently, never "retry in 60 s": a startup that cannot finish must end the process."""
         try:
+            children = memo[MEMO_CHILDREN] = Children()
+            for kind in WATCHED_KINDS:
+                children.attach(kind, kwargs[_child_index_id(kind)])
+                # Server-side: the API server sends only our children, not every ConfigMap and Pod.
+                settings.watching.label_selectors[kind.api_version, kind.plural] = SELECTOR
             await _start(settings, memo, kwargs[INDEX])
         except Exception as exc:
             raise kopf.PermanentError(f"startup failed: {one_line(exc)}") from exc
@@ -457,6 +562,12 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
                 state, options.metrics_socket, middlewares=guard
             )
         memo[MEMO_ADMISSION] = Admission(kube, options.platform)
+        memo[MEMO_BODIES] = bodies
+        memo[MEMO_APIS] = ApiCatalog(kube, _probe_namespace(options.namespaces))
+        await refresh_apis(memo)  # before the first reconcile; if the API is down, a later one asks
+        memo["apis_loop"] = asyncio.create_task(
+            _refresh_apis_every(memo, options.api_discovery_interval), name="api discovery loop"
+        )
         # Built once: the snapshot step remembers which pins it verified recently (REVERIFY_SECONDS).
         memo[MEMO_PREPARE] = _prepare_step(options, kube)
 
@@ -472,7 +583,8 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         state: health.Health | None = memo.get(MEMO_HEALTH)
-        tasks = [t for t in (state.scheduler if state else None, memo.get("api_check")) if t is not None]
+        loops = (state.scheduler if state else None, memo.get("api_check"), memo.get("apis_loop"))
+        tasks = [t for t in (*loops, *memo.get("apis_tasks", ())) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -482,6 +594,19 @@ def register(registry: kopf.OperatorRegistry, options: Options) -> None:
             await client.close()
         if "metrics_runner" in memo:
             await memo["metrics_runner"].cleanup()
+
+    @kopf.on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        when=lambda name, **_: name in OPTIONAL_CRDS,
+    )
+    async def optional_crd_changed(memo: kopf.Memo, name: str, **_: Any) -> None:
+        """An optional kind's CRD was created, changed or deleted: ask discovery now, not at the next
+        interval. A new CRD is served only once Established; that status change is another event."""
+        log.debug("CRD %s changed; refreshing API discovery", name)
+        refresh_apis_soon(memo)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

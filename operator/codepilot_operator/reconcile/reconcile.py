@@ -28,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from codepilot_operator.api import API_VERSION, KIND, CodePilot
 from codepilot_operator.api.defaults import MissingSetting, Origin, with_defaults
@@ -37,6 +37,8 @@ from codepilot_operator.clients.kube import Kind, KubeClient
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot
 from codepilot_operator.reconcile import prune
 from codepilot_operator.reconcile.admission import Admission
+from codepilot_operator.reconcile.apis import ApiCatalog, KindsNotServed, monitoring_condition
+from codepilot_operator.reconcile.children import Children
 from codepilot_operator.reconcile.drift import unchanged, with_input_hash
 from codepilot_operator.reconcile.rollout import PrometheusFor, RolloutOutcome, advance
 from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness, now_utc
@@ -103,6 +105,7 @@ class Result:
     prepared: Prepared | None = None
     rollout: RolloutOutcome | None = None
     defaults: list[dict[str, str]] = field(default_factory=list)  # the status.defaults value
+    monitoring: ConditionUpdate | None = None  # MonitoringReady, from reconcile only (observe says nothing)
 
 
 def plain(value: Any) -> Any:
@@ -158,8 +161,14 @@ def _label(obj: Mapping[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
+class LiveSource(Protocol):
+    """Where reconcile reads children: the API server (KubeClient) or the watches (Children)."""
+
+    async def list(self, kind: Kind, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+
 async def _observe(
-    kube: KubeClient,
+    kube: LiveSource,
     cp: CodePilot,
     desired: Sequence[Mapping[str, Any]],
     live: Mapping[tuple[str, str], Mapping[str, Any]],
@@ -187,20 +196,32 @@ async def reconcile(
     prepare: Prepare | None = None,
     before_write: BeforeWrite | None = None,
     rollout: RolloutDeps | None = None,
+    apis: ApiCatalog | None = None,
+    children: Children | None = None,
 ) -> Result:
     """Make the cluster match the CodePilot ``body``; raises InvalidSpec or PolicyRefused before touching
     anything.
 
     ``before_write`` lets a caller holding a possibly outdated body (a periodic job) confirm that the
-    CodePilot still exists before anything is written; an idle resync never calls it.
+    CodePilot still exists before anything is written; an idle resync never calls it. ``apis`` says which
+    optional kinds the cluster serves (default: all of them): the others are neither listed nor applied,
+    and a spec that needs one of them raises KindsNotServed before anything is written. ``children``:
+    read the live children from the watches (no request) and tell them what this run wrote; without it
+    they are listed.
     """
     cp = parse(body)
     if not cp.metadata.uid:
         raise InvalidSpec(["metadata.uid: missing (not an object read from the API server)"])
     cp, defaults = resolve(cp, admission.platform)
     deps = rollout or RolloutDeps()
+    catalog = apis or ApiCatalog.known(())
+    problems = catalog.required_missing(cp)
+    if problems:
+        raise KindsNotServed(problems)
     namespace, selector = cp.metadata.namespace, prune.child_selector(cp.metadata.name)
-    live = await _list_live(kube, namespace, selector, prune.MANAGED_KINDS)
+    managed = [k for k in prune.MANAGED_KINDS if catalog.serves(k)]
+    source: LiveSource = children if children is not None else kube
+    live = await _list_live(source, namespace, selector, managed)
     stepped = await advance(
         cp,
         body,
@@ -215,7 +236,8 @@ async def reconcile(
     prepared = await prepare(cp, served) if prepare is not None else None
     if prepared is not None:
         served = prepared.served
-    desired = desired_objects(cp, served, admission.platform)
+    rendered = desired_objects(cp, served, admission.platform)
+    desired, left_out = catalog.split(rendered)
     result = Result(
         codepilot=cp,
         desired=len(desired),
@@ -224,9 +246,10 @@ async def reconcile(
         rollout=stepped,
         defaults=defaults,
     )
+    result.monitoring = monitoring_condition([Kind.of(o) for o in rendered], left_out)
     extra_kinds = [k for k in prune.kinds_to_list(desired) if k not in prune.MANAGED_KINDS]
     if extra_kinds:
-        live.update(await _list_live(kube, namespace, selector, extra_kinds))
+        live.update(await _list_live(source, namespace, selector, extra_kinds))
 
     changed = []
     for obj in desired:
@@ -238,27 +261,33 @@ async def reconcile(
     if (changed or stale) and before_write is not None:
         await before_write()
     for obj in changed:
-        live[prune.key(obj)] = await kube.apply(obj)
+        live[prune.key(obj)] = applied = await kube.apply(obj)
+        if children is not None:
+            children.wrote(applied)
         result.applied.append(_label(obj))
     for old in stale:
-        if await kube.delete(Kind.of(old), namespace, old["metadata"]["name"]):
+        name = old["metadata"]["name"]
+        if await kube.delete(Kind.of(old), namespace, name):
             result.pruned.append(_label(old))
+        if children is not None:
+            children.deleted(Kind.of(old), namespace, name)
 
-    result.readiness = await _observe(kube, cp, desired, live)
+    result.readiness = await _observe(source, cp, desired, live)
     return result
 
 
 async def _list_live(
-    kube: KubeClient, namespace: str, selector: Mapping[str, str], kinds: Sequence[Kind]
+    kube: LiveSource, namespace: str, selector: Mapping[str, str], kinds: Sequence[Kind]
 ) -> dict[tuple[str, str], Mapping[str, Any]]:
     listed = await asyncio.gather(*(kube.list(kind, namespace, selector) for kind in kinds))
     return {prune.key(o): o for objs in listed for o in objs}
 
 
-async def observe(body: Mapping[str, Any], kube: KubeClient, platform: PlatformPolicy) -> Result:
+async def observe(body: Mapping[str, Any], kube: LiveSource, platform: PlatformPolicy) -> Result:
     """Readiness only (one Deployment list, plus Pods when not ready): the cheap refresh while pods start.
 
-    Nothing is applied or pruned; the drift timer and change handlers do that.
+    Nothing is applied or pruned; the drift timer and change handlers do that. ``kube`` is the API
+    server or, in the operator, the watches (then it costs no request).
     """
     cp, defaults = resolve(parse(body), platform)
     served = served_versions(cp)

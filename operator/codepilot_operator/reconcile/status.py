@@ -217,6 +217,15 @@ def invalid_spec_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
     ]
 
 
+def kind_not_served_conditions(problems: Sequence[str]) -> list[ConditionUpdate]:
+    """The spec needs a kind the cluster lacks: nothing was applied, the fields are named."""
+    message = "; ".join(problems)
+    return [
+        ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.KIND_NOT_SERVED, message),
+        ConditionUpdate(ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.KIND_NOT_SERVED, message),
+    ]
+
+
 def apply_failed_conditions(message: str) -> list[ConditionUpdate]:
     return [ConditionUpdate(ConditionType.RECONCILED, ConditionStatus.FALSE, Reason.APPLY_FAILED, message)]
 
@@ -268,6 +277,17 @@ _WARNING_REASONS = frozenset(
         Reason.IMAGE_NOT_ALLOWED,
         Reason.SERVICE_ACCOUNT_NOT_ALLOWED,
         Reason.PRIORITY_CLASS_NOT_ALLOWED,
+        Reason.KIND_NOT_SERVED,
+    }
+)
+
+
+_EVENT_CONDITIONS = frozenset(
+    {
+        ConditionType.READY,
+        ConditionType.DEGRADED,
+        ConditionType.WEIGHTS_VERIFIED,
+        ConditionType.MONITORING_READY,
     }
 )
 
@@ -282,12 +302,12 @@ class Transition:
 
 
 def transitions(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> list[Transition]:
-    """Events for Ready, Degraded and WeightsVerified changing status or reason."""
+    """Events for Ready, Degraded, WeightsVerified and MonitoringReady changing status or reason."""
     old = {c.get("type"): c for c in before}
     events = []
     for condition in after:
         kind = condition["type"]
-        if kind not in (ConditionType.READY, ConditionType.DEGRADED, ConditionType.WEIGHTS_VERIFIED):
+        if kind not in _EVENT_CONDITIONS:
             continue
         previous = old.get(kind)
         if previous is not None and (previous.get("status"), previous.get("reason")) == (
