@@ -147,3 +147,22 @@ def test_replicas_starting_together_share_one_download(
     report = FetchReport.from_json((pod_2 / "termination-log").read_text())
     assert report is not None and (report.downloaded_bytes, report.reused_bytes) == (0, ref.size_bytes)
     assert _tree(dest) == files
+
+
+def test_a_report_that_cannot_be_written_does_not_fail_the_pod(
+    s3_server: SeaweedFS, s3_bucket: str, tmp_path: Path
+) -> None:
+    """The weights are in place and verified: Triton must start even if the termination log is not
+    writable; the fetcher says so in one line."""
+    files = _files(seed=26)
+    _, ref = _snapshot(s3_server, s3_bucket, files, prefix="m/v1")
+    cp = _cached_codepilot(s3_server, s3_bucket, ref)
+    cache = tmp_path / "claim"
+    unwritable = tmp_path / "no-such-dir" / "termination-log"
+
+    result = _cli(_pod_args(cp, cache, unwritable), _env(cp, s3_server))
+
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and str(unwritable) in warnings[0]
+    assert _tree(cache / "snapshots" / ref.id) == files

@@ -101,7 +101,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     )
     result = fetcher.fetch(plan, Path(args.dest))
     if args.report:
-        Path(args.report).write_text(result.report().to_json(), encoding="utf-8")
+        try:
+            Path(args.report).write_text(result.report().to_json(), encoding="utf-8")
+        except (
+            OSError
+        ) as exc:  # the weights are in place: a report that cannot be written must not fail the pod
+            print(f"fetch: warning: could not write the report to {args.report}: {exc}", file=sys.stderr)
     rate = result.downloaded_bytes / result.seconds if result.seconds > 0 else 0.0
     print(
         f"fetched {what} into {result.dest}: {human_bytes(result.downloaded_bytes)} downloaded "
