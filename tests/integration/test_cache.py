@@ -14,6 +14,7 @@ import os
 import selectors
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,11 @@ def test_replicas_starting_together_share_one_download(
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
     started: list[subprocess.Popen[str]] = []
     waiting: list[str] = []
+    once = threading.Lock()  # the callback runs on every download thread of the first replica
 
     def start_the_second_replica(nbytes: int) -> None:
         """Runs inside the first replica's download, while it holds the lock on the claim."""
-        if started:
+        if not once.acquire(blocking=False):
             return
         argv = [shutil.which("codepilot") or "codepilot", *_pod_args(cp, cache, pod_2 / "termination-log")]
         second = subprocess.Popen(

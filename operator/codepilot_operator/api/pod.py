@@ -72,7 +72,8 @@ MAX_VALUES = 64
 MAX_SPREAD = 8
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# An absolute path without "." or ".." components, empty components or a trailing slash.
+# An absolute path without empty components or a trailing slash; "." and ".." components are refused by
+# a validator and a CEL rule (RE2 has no lookahead to say it in the pattern).
 MOUNT_PATH_PATTERN = r"^(/[^/\s]+)+$"
 SUB_PATH_PATTERN = r"^[^/\s]+(/[^/\s]+)*$"
 FIELD_PATHS = (
