@@ -200,6 +200,71 @@ def test_every_secret_the_pods_reference_is_checked() -> None:
     assert referenced == {r.name for r in refs}, "the check covers exactly what the pods reference"
 
 
+def _referenced(node: Any, found: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Every Secret and claim a rendered pod spec names, wherever core/v1 lets it name one."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "secretKeyRef":
+                found.add(("Secret", value["name"]))
+            elif key == "secret":
+                found.add(("Secret", value["secretName"]))
+            elif key == "imagePullSecrets":
+                found.update(("Secret", s["name"]) for s in value)
+            elif key == "persistentVolumeClaim":
+                found.add(("PersistentVolumeClaim", value["claimName"]))
+            _referenced(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _referenced(value, found)
+    return found
+
+
+def test_every_secret_and_claim_of_the_pod_options_and_the_cache_is_checked() -> None:
+    """A Secret volume or a secretKeyRef the author adds would hand the operator's Secret access to the
+    author's image; a claim, its data. Each must pass the same allow-label check as the credentials."""
+    from codepilot_operator.api.tracks import ServedVersion
+    from codepilot_operator.reconcile.admission import CLAIM
+
+    cp = codepilot(
+        **{
+            "spec.model.source.credentialsSecret": "s3-credentials",
+            "spec.model.source.caBundle": {"secretName": "s3-ca"},
+            "spec.model.cache": {"claimName": "model-cache"},
+            "spec.runtime.env": [
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}},
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+            ],
+            "spec.runtime.volumes": [
+                {"name": "ca", "secret": {"secretName": "private-ca"}},
+                {"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}},
+                {"name": "prompts", "configMap": {"name": "prompts"}},
+            ],
+        }
+    )
+    refs = secret_refs("spec", cp)
+    assert [(r.path, r.name, r.what) for r in refs] == [
+        ("spec.model.source.credentialsSecret", "s3-credentials", "Secret"),
+        ("spec.model.source.caBundle.secretName", "s3-ca", "Secret"),
+        ("spec.runtime.env[0].valueFrom.secretKeyRef.name", "hf-token", "Secret"),
+        ("spec.runtime.volumes[0].secret.secretName", "private-ca", "Secret"),
+        ("spec.runtime.volumes[1].persistentVolumeClaim.claimName", "datasets", "PersistentVolumeClaim"),
+        ("spec.model.cache.claimName", "model-cache", "PersistentVolumeClaim"),
+    ]
+    rendered = pod(render(cp, [ServedVersion("v1", snapshot_id="c" * 64)]))
+    assert _referenced(rendered, set()) == {(r.what, r.name) for r in refs}
+
+    unlabelled = secret_violation(refs[4], "team-a", {"app": "etl"})
+    assert unlabelled is not None and unlabelled.reason is Reason.CLAIM_NOT_ALLOWED
+    assert str(unlabelled) == (
+        "spec.runtime.volumes[1].persistentVolumeClaim.claimName: PersistentVolumeClaim team-a/datasets is "
+        "not allowed for CodePilots; whoever owns it can allow it with "
+        f"`kubectl label pvc datasets -n team-a {ALLOW_LABEL}=true`"
+    )
+    missing = secret_violation(refs[4], "team-a", None)
+    assert missing is not None and missing.reason is Reason.CLAIM_NOT_FOUND
+    assert refs[4].kind == CLAIM and secret_violation(refs[4], "team-a", {ALLOW_LABEL: "true"}) is None
+
+
 def test_refused_secret_says_what_to_do() -> None:
     (ref,) = secret_refs("spec", codepilot(**{"spec.model.source.credentialsSecret": "s3-credentials"}))
     problem = secret_violation(ref, "team-a", {"app": "minio"})

@@ -144,6 +144,9 @@ kopf rule: peering uses ClusterKopfPeering when watching all namespaces and Kopf
   resourceNames: {{ toJson . }}
   {{- end }}
 - apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get"]
+- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- if and .Values.peering.enabled .Values.operator.watchNamespaces }}

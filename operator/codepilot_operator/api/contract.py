@@ -9,14 +9,17 @@ real exporters (Triton's /metrics, the operator's own registry).
   reads it in the pod (and the ``snapshot`` commands read it on a workstation);
 - the operator's metrics: reconcile/metrics.py registers them, the rules and the dashboard in render/
   read them, docs/monitoring.md lists them;
-- the Triton, kube-state-metrics, DCGM exporter and Prometheus series the rules and the dashboard read.
+- the Triton, kube-state-metrics, DCGM exporter and Prometheus series the rules and the dashboard read;
+- the fetcher's report (its container's termination message): ``codepilot fetch --report`` writes it,
+  reconcile reads it from the pods' status.
 
 Kept free of imports from the rest of the package: this is the bottom layer everything may import.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 # The fetcher's environment (the names the AWS CLI and most S3 tools use, so a pod spec reads familiar).
 ENDPOINT_ENV = "S3_ENDPOINT"
@@ -31,6 +34,39 @@ CA_BUNDLE_ENV = "AWS_CA_BUNDLE"
 WEB_IDENTITY_TOKEN_ENV = "AWS_WEB_IDENTITY_TOKEN_FILE"
 WEB_IDENTITY_ROLE_ENV = "AWS_ROLE_ARN"
 STS_ENDPOINT_ENV = "AWS_ENDPOINT_URL_STS"
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """What one fetch did: the bytes it downloaded, and those it found verified already (a warm cache).
+
+    Written as one line of JSON, far below the kubelet's 4 KiB termination message limit.
+    """
+
+    identity: str  # the snapshot ID (or "source:<fingerprint>")
+    total_bytes: int
+    downloaded_bytes: int
+    reused_bytes: int
+    seconds: float
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> FetchReport | None:
+        """None for anything that is not a report (an empty message, an error line, another version's)."""
+        try:
+            doc = json.loads(text or "")
+            return cls(
+                str(doc["identity"]),
+                int(doc["total_bytes"]),
+                int(doc["downloaded_bytes"]),
+                int(doc["reused_bytes"]),
+                float(doc["seconds"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
 
 # Labels the rules select and group on. Triton's series get them from the ServiceMonitor's relabelings
 # (and the Prometheus Operator, for namespace and pod); the operator's own series carry them itself.

@@ -22,6 +22,10 @@ from codepilot_operator.api.status import CodePilotStatus
 Schema = dict[str, Any]
 
 _DROPPED_KEYS = {"title", "$defs"}
+# Set on a node that was ``X | None`` until its parent has seen it: unset means absent, so the API server
+# must not default such an object to ``{}`` (an ``emptyDir: {}`` or ``valueFrom: {}`` would change what
+# the object means).
+_OPTIONAL = "x-codepilot-optional"
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
@@ -56,6 +60,7 @@ def _strip_null(node: Schema) -> Schema:
             if len(non_null) == 1:
                 merged = dict(non_null[0])
                 merged.update(rest)
+                merged[_OPTIONAL] = True
                 if rest.get("default", "absent") is None:
                     merged.pop("default")
                 return merged
@@ -143,7 +148,13 @@ def _convert(node: Schema, defs: dict[str, Schema]) -> Schema:
         for name, prop in out["properties"].items():
             optional_object = name not in required and prop.get("type") == "object" and "properties" in prop
             unset = prop.pop(UNSET_BY_DEFAULT, False)  # an object whose mere presence means something
-            if optional_object and not unset and "default" not in prop and not _has_required(prop):
+            may_be_absent = prop.pop(_OPTIONAL, False)
+            if (
+                optional_object
+                and not (unset or may_be_absent)
+                and "default" not in prop
+                and not _has_required(prop)
+            ):
                 prop["default"] = {}
     return out
 

@@ -34,6 +34,18 @@ from codepilot_operator.api.fields import (
     parse_quantity,
 )
 from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE, PrometheusUrl
+from codepilot_operator.api.pod import (
+    MAX_ENV,
+    MAX_MOUNTS,
+    MAX_SPREAD,
+    MAX_VOLUMES,
+    Affinity,
+    EnvVar,
+    PodAnnotations,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
+)
 from codepilot_operator.api.storage import BucketName, CABundleRef, Endpoint, Region, SnapshotPrefix
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
@@ -129,6 +141,25 @@ class ModelSource(SpecModel):
         return parts[1].strip("/") if len(parts) == 2 else ""
 
 
+class ModelCache(SpecModel):
+    """A PersistentVolumeClaim that keeps fetched snapshots, so a new pod reuses them instead of
+    downloading the weights again.
+
+    A claim the platform or the team provides, by name: ReadWriteMany (NFS, CephFS, EFS, Filestore)
+    shares one cache among all replicas on all nodes; ReadWriteOnce serves the pods of one node. The
+    operator does not create it: which storage class can be shared across nodes, and how big a cache
+    may grow, are the platform's decisions, and a claim outlives the CodePilot that used it.
+    """
+
+    claim_name: ObjectName = Field(
+        description=(
+            "PersistentVolumeClaim of the CodePilot's namespace holding the cache; it must carry the label "
+            f"{ALLOW_LABEL}={ALLOW_VALUE}. Snapshots are kept under snapshots/<id>, one directory per "
+            "snapshot, so versions coexist; the weights fetcher locks each directory while it writes it."
+        )
+    )
+
+
 class ModelSpec(SpecModel):
     """The model to serve: its Triton name, version, backend and where its files are."""
 
@@ -142,6 +173,13 @@ class ModelSpec(SpecModel):
     )
     backend: Backend = Field(default=Backend.TENSORRTLLM, description="Triton backend that runs the model.")
     source: ModelSource
+    cache: ModelCache | None = Field(
+        default=None,
+        description=(
+            "Keep fetched snapshots on a PersistentVolumeClaim instead of each pod's emptyDir; a version "
+            "served from its source (no snapshot) is fetched into the emptyDir as before."
+        ),
+    )
 
 
 class Toleration(SpecModel):
@@ -219,8 +257,36 @@ class Resources(SpecModel):
         return self
 
 
+def _duplicates(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+
+
 class RuntimeSpec(SpecModel):
     """How each replica runs: Triton image, GPUs, resources, placement and limits of the model server."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                "self.volumes.exists(v, v.name == m.name))",
+                "every volumeMounts[].name must be one of volumes[].name",
+            ),
+            (
+                "!has(self.volumes) || self.volumes.all(v, self.volumes.exists_one(w, w.name == v.name))",
+                "volumes[].name must be unique",
+            ),
+            (
+                "!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))",
+                "env[].name must be unique",
+            ),
+            (
+                "!has(self.volumeMounts) || "
+                "self.volumeMounts.all(m, self.volumeMounts.exists_one(n, n.mountPath == m.mountPath))",
+                "volumeMounts[].mountPath must be unique",
+            ),
+        )
+    )
 
     # No schema default: a platform's Triton image (a mirror, a newer release) must reach CodePilots that
     # never chose one, including those created before it was set.
@@ -248,6 +314,40 @@ class RuntimeSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources)
     node_selector: dict[LabelKey, OptionalLabelValue] = Field(default_factory=dict, max_length=64)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    affinity: Affinity | None = Field(
+        default=None, description="Node affinity and pod (anti-)affinity within the namespace (core/v1)."
+    )
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(
+        default_factory=list,
+        max_length=MAX_SPREAD,
+        description="core/v1 topology spread; without a labelSelector, over the version's own pods.",
+    )
+    pod_annotations: PodAnnotations = Field(
+        default_factory=dict,
+        description="Annotations on the pods (not under serving.codepilot.dev/, no AppArmor/seccomp).",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=MAX_ENV,
+        description=(
+            "Extra environment of the Triton container (not HOME, which the operator sets); Secrets named "
+            f"by secretKeyRef must carry the label {ALLOW_LABEL}={ALLOW_VALUE}."
+        ),
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list,
+        max_length=MAX_VOLUMES,
+        description=(
+            "Extra volumes: configMap, secret, emptyDir or persistentVolumeClaim (no hostPath); Secrets and "
+            f"claims must carry the label {ALLOW_LABEL}={ALLOW_VALUE}."
+        ),
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=MAX_MOUNTS,
+        description="Where runtime.volumes appear in the Triton container (not at or around /models, /tmp, "
+        "/dev/shm).",
+    )
     service_account_name: ObjectName | None = Field(
         default=None,
         description="ServiceAccount of the pods: a name the platform allows (chart policy.serviceAccounts).",
@@ -271,6 +371,24 @@ class RuntimeSpec(SpecModel):
     startup_timeout: Annotated[DurationSyntax, DurationRange(minimum="10s")] = Field(
         default="30m", description="How long a replica may take to fetch and load the model before restart."
     )
+
+    @model_validator(mode="after")
+    def _pod_lists_are_consistent(self) -> Self:
+        names = [v.name for v in self.volumes]
+        for index, mount in enumerate(self.volume_mounts):
+            if mount.name not in names:
+                raise ValueError(
+                    f"volumeMounts[{index}].name: {mount.name} is not one of runtime.volumes "
+                    f"({', '.join(names) or 'none'})"
+                )
+        for what, values in (
+            ("volumes[].name", names),
+            ("env[].name", [e.name for e in self.env]),
+            ("volumeMounts[].mountPath", [m.mount_path for m in self.volume_mounts]),
+        ):
+            if repeated := _duplicates(values):
+                raise ValueError(f"{what} must be unique: {', '.join(repeated)} more than once")
+        return self
 
 
 class ScalingSignal(StrEnum):
@@ -608,6 +726,12 @@ class CodePilotSpec(SpecModel):
                 "!self.api.enabled || self.model.version != 'api'",
                 "model.version 'api' would name its Deployment and Service like the API gateway's",
             ),
+            (
+                "!has(self.model.cache) || !has(self.runtime.volumes) || !self.runtime.volumes.exists(v, "
+                "has(v.persistentVolumeClaim) && "
+                "v.persistentVolumeClaim.claimName == self.model.cache.claimName)",
+                "the model cache claim may only be mounted by the weights fetcher",
+            ),
         )
     )
 
@@ -617,6 +741,22 @@ class CodePilotSpec(SpecModel):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     api: ApiSpec = Field(default_factory=ApiSpec)
+
+    @model_validator(mode="after")
+    def _cache_is_the_operators(self) -> Self:
+        # A second mount of the cache claim would let the Triton container (the author's image) write
+        # files the fetcher trusts as verified; the fetcher alone writes the cache.
+        cache = self.model.cache
+        if cache is None:
+            return self
+        for index, volume in enumerate(self.runtime.volumes):
+            claim = volume.persistent_volume_claim
+            if claim is not None and claim.claim_name == cache.claim_name:
+                raise ValueError(
+                    f"runtime.volumes[{index}].persistentVolumeClaim.claimName: {cache.claim_name} is the "
+                    "model cache (model.cache.claimName), which only the weights fetcher may mount"
+                )
+        return self
 
     @model_validator(mode="after")
     def _trtllm_needs_gpu(self) -> Self:
@@ -669,6 +809,7 @@ __all__ = [
     "AutoscalingSpec",
     "Backend",
     "CodePilotSpec",
+    "ModelCache",
     "ModelSource",
     "ModelSpec",
     "RolloutSpec",

@@ -63,6 +63,9 @@ class Reason(StrEnum):
     KIND_NOT_SERVED = "KindNotServed"
     MONITORING_APPLIED = "MonitoringApplied"
     NOT_REQUESTED = "NotRequested"
+    # A PersistentVolumeClaim (the model cache, a claim volume) the pods would mount.
+    CLAIM_NOT_ALLOWED = "ClaimNotAllowed"
+    CLAIM_NOT_FOUND = "ClaimNotFound"
 
 
 class ConditionStatus(StrEnum):
@@ -88,6 +91,18 @@ class TrackSnapshot(StatusModel):
     version: str
     snapshot_id: str | None = None
     size_bytes: int | None = None
+
+
+class CacheUse(StatusModel):
+    """A served version reading its snapshot from the model cache, and what its pods' fetchers reported
+    (their init containers' termination messages, as the kubelet recorded them)."""
+
+    version: str
+    claim_name: str
+    snapshot_id: str
+    pods: int = 0  # pods whose fetcher finished and reported
+    downloaded_bytes: int = 0  # summed over those pods: what came from S3
+    reused_bytes: int = 0  # and what was already in the cache, verified
 
 
 class RolloutPhase(StrEnum):
@@ -196,3 +211,4 @@ class CodePilotStatus(StatusModel):
     url: str | None = None  # base URL of the OpenAI-compatible endpoint (spec.api), for SDKs and editors
     # Every value the CodePilot did not set itself, and where it came from: the platform or the operator.
     defaults: list[DefaultedField] = Field(default_factory=list)
+    model_cache: list[CacheUse] | None = None  # versions served from spec.model.cache

@@ -85,14 +85,28 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         bucket, prefix = parse_s3_uri(args.source)
         plan = plan_source(client, bucket, prefix)
         what = f"{args.source} (no snapshot yet: sizes checked, digests not)"
+
+    def waiting(lock: Path) -> None:
+        print(
+            f"fetch: another fetch is writing {args.dest} (it holds {lock}); waiting for it", file=sys.stderr
+        )
+
     fetcher = Fetcher(
         client,
         workers=args.workers,
         chunk_size=args.chunk_size * 1024 * 1024,
         progress=not args.no_progress,
         verify_local=args.verify_local,
+        on_wait=waiting if args.wait else None,
     )
     result = fetcher.fetch(plan, Path(args.dest))
+    if args.report:
+        try:
+            Path(args.report).write_text(result.report().to_json(), encoding="utf-8")
+        except (
+            OSError
+        ) as exc:  # the weights are in place: a report that cannot be written must not fail the pod
+            print(f"fetch: warning: could not write the report to {args.report}: {exc}", file=sys.stderr)
     rate = result.downloaded_bytes / result.seconds if result.seconds > 0 else 0.0
     print(
         f"fetched {what} into {result.dest}: {human_bytes(result.downloaded_bytes)} downloaded "
@@ -352,6 +366,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=_positive_int, default=16, help="parallel GETs (default 16)")
     p.add_argument("--chunk-size", type=_positive_int, default=32, metavar="MIB", help="ranged GET size (32)")
     p.add_argument("--verify-local", action="store_true", help="re-hash files already on disk too")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for another fetch writing the destination (a shared cache) instead of exit code 9",
+    )
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write what was downloaded and reused as JSON to FILE (in a pod: /dev/termination-log)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(handler=_guarded(cmd_fetch))
 

@@ -60,6 +60,13 @@ PERMISSIONS: tuple[Permission, ...] = (
         "the Secrets a CodePilot names: their allow label (reconcile/admission.py), then the S3 credentials "
         "for weight snapshots; never list/watch (the chart may narrow it with resourceNames)",
     ),
+    Permission(
+        "",
+        "persistentvolumeclaims",
+        frozenset({"get"}),
+        "the claims a CodePilot mounts (the model cache, claim volumes): their allow label only "
+        "(reconcile/admission.py); never list/watch",
+    ),
     Permission("", "events", frozenset({"create", "patch"}), "kopf posts Events on transitions"),
     Permission(
         "apiextensions.k8s.io",

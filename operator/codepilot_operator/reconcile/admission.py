@@ -8,17 +8,23 @@ cluster's highest priority. So each spec a served version is rendered from is ch
 
 - the fetcher image (it receives the S3 credentials) is the operator's own or one the platform allows;
 - the ServiceAccount and the PriorityClass are ones the platform allows;
-- every Secret the pods would reference exists and carries the allow label its owner sets
-  (``ALLOW_LABEL``), and is among the platform's Secret names if it set any (then RBAC lets the
-  operator read no other).
+- every Secret the pods would reference (credentials, image pull Secrets, env ``secretKeyRef``, secret
+  volumes) exists and carries the allow label its owner sets (``ALLOW_LABEL``), and is among the
+  platform's Secret names if it set any (then RBAC lets the operator read no other);
+- every PersistentVolumeClaim the pods would mount (the model cache, claim volumes) exists and carries
+  the same label: a claim's data is readable by whoever can mount it, and the Triton container runs the
+  author's image, so mounting a claim must be its owner's decision as much as reading a Secret is.
+
+Volumes the pods may not have at all (hostPath and every other source but configMap, secret, emptyDir
+and persistentVolumeClaim) are refused by the types already (api/pod.py), so no policy can allow them.
 
 A refusal stops the reconcile before the snapshot step reads the credentials and before any child is
 applied; Degraded (and WeightsVerified, for the credentials) say which field, and what to do. Pods
 already running are left as they are: a policy change must not take a serving model down.
 
-Reading a Secret is the only way to see its labels, so the check costs a GET per Secret. Allowed
-Secrets are remembered per CodePilot generation for ``recheck_seconds``: a changed spec is checked at
-once, and an idle drift resync reads no Secret.
+Reading a Secret (or claim) is the only way to see its labels, so the check costs a GET per object.
+Allowed ones are remembered per CodePilot generation for ``recheck_seconds``: a changed spec is checked
+at once, and an idle drift resync reads no Secret.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from codepilot_operator.reconcile.status import ConditionUpdate
 from codepilot_operator.render.served import ServedVersion, for_version
 
 SECRET = Kind("v1", "Secret")
+CLAIM = Kind("v1", "PersistentVolumeClaim")
 RECHECK_SECONDS = 600.0
 
 
@@ -56,9 +63,20 @@ class Violation:
 
 @dataclass(frozen=True)
 class SecretRef:
+    """A Secret (or, with ``kind`` CLAIM, a PersistentVolumeClaim) the pods would use."""
+
     path: str
     name: str
     credentials: bool
+    kind: Kind = SECRET
+
+    @property
+    def what(self) -> str:
+        return "Secret" if self.kind == SECRET else "PersistentVolumeClaim"
+
+    @property
+    def kubectl(self) -> str:
+        return "secret" if self.kind == SECRET else "pvc"
 
 
 class PolicyRefused(Exception):
@@ -127,8 +145,9 @@ def spec_violations(prefix: str, cp: CodePilot, platform: PlatformPolicy) -> lis
 
 
 def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
-    """Every Secret the rendered pods would reference (env from secretKeyRef, the CA bundle's volume,
-    imagePullSecrets)."""
+    """Every Secret and claim the rendered pods would reference: env from secretKeyRef, the CA bundle's
+    volume, imagePullSecrets, secret and claim volumes, the model cache."""
+    runtime = cp.spec.runtime
     refs = []
     if cp.spec.model.source.credentials_secret:
         refs.append(
@@ -139,13 +158,30 @@ def secret_refs(prefix: str, cp: CodePilot) -> list[SecretRef]:
     ca_bundle = cp.spec.model.source.ca_bundle
     if ca_bundle is not None and ca_bundle.secret_name:
         refs.append(SecretRef(f"{prefix}.model.source.caBundle.secretName", ca_bundle.secret_name, True))
-    for index, name in enumerate(cp.spec.runtime.image_pull_secrets):
+    for index, name in enumerate(runtime.image_pull_secrets):
         refs.append(SecretRef(f"{prefix}.runtime.imagePullSecrets[{index}]", name, False))
+    for index, env in enumerate(runtime.env):
+        ref = env.value_from.secret_key_ref if env.value_from is not None else None
+        if ref is not None:
+            refs.append(
+                SecretRef(f"{prefix}.runtime.env[{index}].valueFrom.secretKeyRef.name", ref.name, False)
+            )
+    for index, volume in enumerate(runtime.volumes):
+        path = f"{prefix}.runtime.volumes[{index}]"
+        if volume.secret is not None:
+            refs.append(SecretRef(f"{path}.secret.secretName", volume.secret.secret_name, False))
+        if volume.persistent_volume_claim is not None:
+            claim = volume.persistent_volume_claim.claim_name
+            refs.append(SecretRef(f"{path}.persistentVolumeClaim.claimName", claim, False, CLAIM))
+    if cp.spec.model.cache is not None:
+        refs.append(
+            SecretRef(f"{prefix}.model.cache.claimName", cp.spec.model.cache.claim_name, False, CLAIM)
+        )
     return refs
 
 
 def name_violation(ref: SecretRef, namespace: str, platform: PlatformPolicy) -> Violation | None:
-    if platform.allows_secret_name(ref.name):
+    if ref.kind != SECRET or platform.allows_secret_name(ref.name):
         return None
     return Violation(
         ref.path,
@@ -157,23 +193,30 @@ def name_violation(ref: SecretRef, namespace: str, platform: PlatformPolicy) -> 
 
 
 def secret_violation(ref: SecretRef, namespace: str, labels: dict[str, str] | None) -> Violation | None:
-    """``labels``: the Secret's labels, None when it does not exist."""
+    """``labels``: the Secret's (or claim's) labels, None when it does not exist."""
+    secret = ref.kind == SECRET
     if labels is None:
-        return Violation(
-            ref.path, Reason.SECRET_NOT_FOUND, f"Secret {namespace}/{ref.name} not found", ref.credentials
-        )
+        reason = Reason.SECRET_NOT_FOUND if secret else Reason.CLAIM_NOT_FOUND
+        return Violation(ref.path, reason, f"{ref.what} {namespace}/{ref.name} not found", ref.credentials)
     if secret_allowed(labels):
         return None
     return Violation(
         ref.path,
-        Reason.SECRET_NOT_ALLOWED,
-        f"Secret {namespace}/{ref.name} is not allowed for CodePilots; whoever owns it can allow it with "
-        f"`kubectl label secret {ref.name} -n {namespace} {ALLOW_LABEL}={ALLOW_VALUE}`",
+        Reason.SECRET_NOT_ALLOWED if secret else Reason.CLAIM_NOT_ALLOWED,
+        f"{ref.what} {namespace}/{ref.name} is not allowed for CodePilots; whoever owns it can allow it "
+        f"with `kubectl label {ref.kubectl} {ref.name} -n {namespace} {ALLOW_LABEL}={ALLOW_VALUE}`",
         ref.credentials,
     )
 
 
 def unreadable_violation(ref: SecretRef, namespace: str) -> Violation:
+    if ref.kind != SECRET:
+        return Violation(
+            ref.path,
+            Reason.CLAIM_NOT_ALLOWED,
+            f"the operator may not read PersistentVolumeClaim {namespace}/{ref.name} (HTTP 403): its RBAC "
+            "covers only watched namespaces",
+        )
     return Violation(
         ref.path,
         Reason.SECRET_NOT_ALLOWED,
@@ -229,7 +272,8 @@ class Admission:
         self.platform = platform
         self._recheck = recheck_seconds
         self._clock = clock
-        self._allowed: dict[tuple[str, int | None, str], float] = {}  # (uid, generation, Secret) -> when
+        # (uid, generation, kind, name) -> when it was allowed
+        self._allowed: dict[tuple[str, int | None, str, str], float] = {}
 
     async def check(
         self, cp: CodePilot, served: list[ServedVersion], from_platform: Collection[str] = ()
@@ -240,11 +284,11 @@ class Admission:
         one says so, since its author never wrote it.
         """
         violations: list[Violation] = []
-        refs: dict[str, SecretRef] = {}
+        refs: dict[tuple[str, str], SecretRef] = {}
         for prefix, spec in rendered_specs(cp, served):
             violations += spec_violations(prefix, spec, self.platform)
             for ref in secret_refs(prefix, spec):
-                refs.setdefault(ref.name, ref)
+                refs.setdefault((ref.kind.kind, ref.name), ref)
         namespace = cp.metadata.namespace
         for ref in refs.values():
             problem = name_violation(ref, namespace, self.platform) or await self._secret(cp, ref)
@@ -255,12 +299,12 @@ class Admission:
 
     async def _secret(self, cp: CodePilot, ref: SecretRef) -> Violation | None:
         now = self._clock()
-        key = (str(cp.metadata.uid), cp.metadata.generation, ref.name)
+        key = (str(cp.metadata.uid), cp.metadata.generation, ref.kind.kind, ref.name)
         if now - self._allowed.get(key, float("-inf")) < self._recheck:
             return None
         namespace = cp.metadata.namespace
         try:
-            secret = await self.kube.get(SECRET, namespace, ref.name)
+            secret = await self.kube.get(ref.kind, namespace, ref.name)
         except httpx2.HTTPStatusError as exc:
             if exc.response.status_code == 403:
                 return unreadable_violation(ref, namespace)

@@ -256,6 +256,7 @@ async def _report_result(
         **pins,
         "url": api_url(cp),
         "defaults": result.defaults,
+        "modelCache": result.model_cache,
     }
     status = await write_status(kube, body, updates, logger, sink, readiness=result.readiness, extra=extra)
     await _report_defaults(kube, body, result.defaults, logger)

@@ -41,8 +41,18 @@ from codepilot_operator.reconcile.apis import ApiCatalog, KindsNotServed, monito
 from codepilot_operator.reconcile.children import Children
 from codepilot_operator.reconcile.drift import unchanged, with_input_hash
 from codepilot_operator.reconcile.rollout import PrometheusFor, RolloutOutcome, advance
-from codepilot_operator.reconcile.status import ConditionUpdate, Readiness, deployment_readiness, now_utc
+from codepilot_operator.reconcile.status import (
+    ConditionUpdate,
+    Readiness,
+    cache_use,
+    deployment_readiness,
+    fetch_reports,
+    now_utc,
+)
 from codepilot_operator.render import ServedVersion, render, served_versions
+from codepilot_operator.render.deployment import deployment_name
+from codepilot_operator.render.fetcher import FETCH_CONTAINER, cached_snapshot
+from codepilot_operator.render.served import for_version
 from codepilot_operator.rollout.tracks import with_fields
 
 log = logging.getLogger(__name__)
@@ -106,6 +116,7 @@ class Result:
     rollout: RolloutOutcome | None = None
     defaults: list[dict[str, str]] = field(default_factory=list)  # the status.defaults value
     monitoring: ConditionUpdate | None = None  # MonitoringReady, from reconcile only (observe says nothing)
+    model_cache: list[dict[str, Any]] | None = None  # status.modelCache: None when no version uses one
 
 
 def plain(value: Any) -> Any:
@@ -167,25 +178,45 @@ class LiveSource(Protocol):
     async def list(self, kind: Kind, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
 
+def _cached(cp: CodePilot, served: Sequence[ServedVersion]) -> dict[str, tuple[str, str, str]]:
+    """Deployment name -> (version, claim, snapshot) of each served version that reads the model cache."""
+    found = {}
+    for item in served:
+        version_cp = for_version(cp, item)
+        snapshot, cache = cached_snapshot(version_cp, item), version_cp.spec.model.cache
+        if snapshot is not None and cache is not None:
+            found[deployment_name(version_cp, item.version)] = (item.version, cache.claim_name, snapshot)
+    return found
+
+
 async def _observe(
     kube: LiveSource,
     cp: CodePilot,
+    served: Sequence[ServedVersion],
     desired: Sequence[Mapping[str, Any]],
     live: Mapping[tuple[str, str], Mapping[str, Any]],
-) -> list[Readiness]:
-    """Readiness of every rendered Deployment; pods are read only for Deployments that are not ready."""
-    readiness = []
+) -> tuple[list[Readiness], list[dict[str, Any]] | None]:
+    """Readiness of every rendered Deployment, and the model cache's use; pods are read only for
+    Deployments that are not ready, or that read the cache (their fetchers' reports are in the pods)."""
+    cached = _cached(cp, served)
+    readiness, usage = [], []
     for obj in desired:
         if Kind.of(obj) != DEPLOYMENT:
             continue
+        name = obj["metadata"]["name"]
         current = live.get(prune.key(obj)) or obj
         verdict = deployment_readiness(current)
-        if not verdict.ready:
+        pods: list[dict[str, Any]] = []
+        if not verdict.ready or name in cached:
             selector = obj["spec"]["selector"]["matchLabels"]
             pods = await kube.list(POD, cp.metadata.namespace, selector)
+        if not verdict.ready:
             verdict = deployment_readiness(current, pods)
         readiness.append(verdict)
-    return readiness
+        if name in cached:
+            version, claim, snapshot = cached[name]
+            usage.append(cache_use(version, claim, snapshot, fetch_reports(pods, FETCH_CONTAINER, snapshot)))
+    return readiness, usage or None
 
 
 async def reconcile(
@@ -272,7 +303,7 @@ async def reconcile(
         if children is not None:
             children.deleted(Kind.of(old), namespace, name)
 
-    result.readiness = await _observe(source, cp, desired, live)
+    result.readiness, result.model_cache = await _observe(source, cp, served, desired, live)
     return result
 
 
@@ -294,5 +325,6 @@ async def observe(body: Mapping[str, Any], kube: LiveSource, platform: PlatformP
     desired = desired_objects(cp, served, platform)
     live = await kube.list(DEPLOYMENT, cp.metadata.namespace, prune.child_selector(cp.metadata.name))
     result = Result(codepilot=cp, desired=len(desired), served=served, defaults=defaults)
-    result.readiness = await _observe(kube, cp, desired, {prune.key(o): o for o in live})
+    live_by_key = {prune.key(o): o for o in live}
+    result.readiness, result.model_cache = await _observe(kube, cp, served, desired, live_by_key)
     return result

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codepilot_operator.api import CodePilot
+from codepilot_operator.api.contract import FetchReport
 from codepilot_operator.api.status import ConditionStatus, ConditionType, Reason, RolloutPhase
 
 # Init container states that will not fix themselves: the pod can never become Ready.
@@ -92,6 +93,38 @@ def _init_failure(pods: Iterable[Mapping[str, Any]]) -> str | None:
                     text += f", last exit code {last['exitCode']}"
                 return f"{text}: {detail}" if detail else text
     return None
+
+
+def fetch_reports(pods: Iterable[Mapping[str, Any]], container: str, identity: str) -> list[FetchReport]:
+    """The report each pod's fetcher left for ``identity`` when it succeeded (its termination message).
+
+    The kubelet keeps an init container's last termination in ``state`` while the pod runs; a report
+    for another snapshot (the pod of an older template) or a failed run does not count.
+    """
+    found = []
+    for pod in pods:
+        for state in pod.get("status", {}).get("initContainerStatuses") or []:
+            if state.get("name") != container:
+                continue
+            terminated = (state.get("state") or {}).get("terminated") or {}
+            report = (
+                FetchReport.from_json(terminated.get("message")) if terminated.get("exitCode") == 0 else None
+            )
+            if report is not None and report.identity == identity:
+                found.append(report)
+    return found
+
+
+def cache_use(version: str, claim: str, snapshot_id: str, reports: Sequence[FetchReport]) -> dict[str, Any]:
+    """One entry of status.modelCache: the cache a version reads, and what its pods' fetchers did."""
+    return {
+        "version": version,
+        "claimName": claim,
+        "snapshotId": snapshot_id,
+        "pods": len(reports),
+        "downloadedBytes": sum(r.downloaded_bytes for r in reports),
+        "reusedBytes": sum(r.reused_bytes for r in reports),
+    }
 
 
 def deployment_readiness(deployment: Mapping[str, Any], pods: Iterable[Mapping[str, Any]] = ()) -> Readiness:
@@ -278,6 +311,8 @@ _WARNING_REASONS = frozenset(
         Reason.SERVICE_ACCOUNT_NOT_ALLOWED,
         Reason.PRIORITY_CLASS_NOT_ALLOWED,
         Reason.KIND_NOT_SERVED,
+        Reason.CLAIM_NOT_ALLOWED,
+        Reason.CLAIM_NOT_FOUND,
     }
 )
 

@@ -15,12 +15,29 @@ from typing import Any
 from codepilot_operator.api import CodePilot
 from codepilot_operator.api.fields import parse_duration
 from codepilot_operator.api.platform import PlatformPolicy
+from codepilot_operator.api.pod import (
+    MODEL_CACHE_VOLUME,
+    MODEL_CONFIG_VOLUME,
+    MODEL_REPOSITORY,
+    MODEL_REPOSITORY_VOLUME,
+    SCRATCH_DIR,
+    SCRATCH_VOLUME,
+    SHM_DIR,
+    SHM_VOLUME,
+    dump,
+)
 from codepilot_operator.api.spec import DEFAULT_TRITON_IMAGE
 from codepilot_operator.render.configmap import CONFIG_KEY, composing_key, config_map_name, model_config_map
-from codepilot_operator.render.fetcher import ca_volumes, fetch_args, fetch_init_container
+from codepilot_operator.render.fetcher import (
+    ca_volumes,
+    cache_subpath,
+    cached_snapshot,
+    fetch_args,
+    fetch_init_container,
+)
 from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
-from codepilot_operator.render.tritonconfig import MODEL_REPOSITORY, composing_configs, model_dir
+from codepilot_operator.render.tritonconfig import composing_configs, model_dir, weights_dir
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -30,12 +47,11 @@ TRITON_UID = 1000  # the triton-server user of NVIDIA's images
 STARTUP_PROBE_PERIOD = 10
 EXIT_TIMEOUT_SECONDS = 60
 CONFIG_HASH_ANNOTATION = "serving.codepilot.dev/config-hash"
-# The root filesystem is read-only; these emptyDirs are all tritonserver may write (the fetched model
-# repository aside). The python backend unpacks its execution environment under /tmp and exchanges
-# tensors with its stub through /dev/shm. HOME points at /tmp as well, so that caches a backend or a
-# model's own code keeps there (CUDA's ~/.nv, Hugging Face's ~/.cache) land on the emptyDir.
-SCRATCH_DIR = "/tmp"
-SHM_DIR = "/dev/shm"
+# The root filesystem is read-only; these emptyDirs (SCRATCH_DIR, SHM_DIR, api/pod.py) are all
+# tritonserver may write (the fetched model repository aside). The python backend unpacks its execution
+# environment under /tmp and exchanges tensors with its stub through /dev/shm. HOME points at /tmp as
+# well, so that caches a backend or a model's own code keeps there (CUDA's ~/.nv, Hugging Face's
+# ~/.cache) land on the emptyDir.
 
 
 def deployment_name(cp: CodePilot, version: str) -> str:
@@ -92,7 +108,23 @@ def startup_failure_threshold(cp: CodePilot) -> int:
     return max(1, math.ceil(parse_duration(cp.spec.runtime.startup_timeout) / STARTUP_PROBE_PERIOD))
 
 
-def triton_container(cp: CodePilot) -> dict[str, Any]:
+def _weights_mounts(cp: CodePilot, served: ServedVersion) -> list[dict[str, Any]]:
+    """With a cache, the snapshot's directory on the claim is the version directory, read-only: Triton
+    never writes what other pods read."""
+    cached = cached_snapshot(cp, served)
+    if cached is None:
+        return []
+    return [
+        {
+            "name": MODEL_CACHE_VOLUME,
+            "mountPath": weights_dir(cp),
+            "subPath": cache_subpath(cached),
+            "readOnly": True,
+        }
+    ]
+
+
+def triton_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
     runtime = cp.spec.runtime
     return {
         "name": "triton",
@@ -105,30 +137,32 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
-        "env": [{"name": "HOME", "value": SCRATCH_DIR}],
+        "env": [{"name": "HOME", "value": SCRATCH_DIR}, *(dump(e) for e in runtime.env)],
         "resources": _resources(cp),
         "startupProbe": _http_probe("/v2/health/ready", STARTUP_PROBE_PERIOD, startup_failure_threshold(cp)),
         "readinessProbe": _http_probe("/v2/health/ready", 5, 3),
         "livenessProbe": _http_probe("/v2/health/live", 10, 6),
         "volumeMounts": [
-            {"name": "model-repository", "mountPath": MODEL_REPOSITORY},
+            {"name": MODEL_REPOSITORY_VOLUME, "mountPath": MODEL_REPOSITORY},
+            *_weights_mounts(cp, served),
             {
-                "name": "model-config",
+                "name": MODEL_CONFIG_VOLUME,
                 "mountPath": f"{model_dir(cp)}/{CONFIG_KEY}",
                 "subPath": CONFIG_KEY,
                 "readOnly": True,
             },
             *(
                 {
-                    "name": "model-config",
+                    "name": MODEL_CONFIG_VOLUME,
                     "mountPath": f"{MODEL_REPOSITORY}/{name}/{CONFIG_KEY}",
                     "subPath": composing_key(name),
                     "readOnly": True,
                 }
                 for name in composing_configs(cp)
             ),
-            {"name": "dshm", "mountPath": SHM_DIR},
-            {"name": "tmp", "mountPath": SCRATCH_DIR},
+            {"name": SHM_VOLUME, "mountPath": SHM_DIR},
+            {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR},
+            *(dump(m) for m in runtime.volume_mounts),
         ],
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -139,15 +173,28 @@ def triton_container(cp: CodePilot) -> dict[str, Any]:
     }
 
 
-def _volumes(cp: CodePilot, version: str) -> list[dict[str, Any]]:
+def _volumes(cp: CodePilot, served: ServedVersion) -> list[dict[str, Any]]:
     runtime = cp.spec.runtime
-    return [
-        {"name": "model-repository", "emptyDir": {"sizeLimit": runtime.model_cache_size}},
-        {"name": "model-config", "configMap": {"name": config_map_name(cp, version)}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}},
-        {"name": "tmp", "emptyDir": {}},
-        *ca_volumes(cp),
+    volumes = [
+        {"name": MODEL_REPOSITORY_VOLUME, "emptyDir": {"sizeLimit": runtime.model_cache_size}},
+        {"name": MODEL_CONFIG_VOLUME, "configMap": {"name": config_map_name(cp, served.version)}},
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": runtime.shm_size}},
+        {"name": SCRATCH_VOLUME, "emptyDir": {}},
     ]
+    cache = cp.spec.model.cache
+    if cache is not None and cached_snapshot(cp, served) is not None:
+        volumes.append({"name": MODEL_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.claim_name}})
+    return [*volumes, *ca_volumes(cp), *(dump(v) for v in runtime.volumes)]
+
+
+def _spread(cp: CodePilot, version: str) -> list[dict[str, Any]]:
+    """Without a labelSelector a constraint counts no pods at all; the one a user means is this version's."""
+    constraints = []
+    for constraint in cp.spec.runtime.topology_spread_constraints:
+        rendered = dump(constraint)
+        rendered.setdefault("labelSelector", {"matchLabels": version_selector_labels(cp, version)})
+        constraints.append(rendered)
+    return constraints
 
 
 def config_hash(cp: CodePilot, served: ServedVersion) -> str:
@@ -176,13 +223,21 @@ def _pod_spec(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) ->
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "initContainers": [fetch_init_container(cp, served, platform)],
-        "containers": [triton_container(cp)],
-        "volumes": _volumes(cp, served.version),
+        "containers": [triton_container(cp, served)],
+        "volumes": _volumes(cp, served),
     }
+    if cached_snapshot(cp, served) is not None:
+        # The kubelet would otherwise chown every file of the (shared, large) claim at each pod start.
+        pod["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"
     if runtime.node_selector:
         pod["nodeSelector"] = dict(runtime.node_selector)
     if runtime.tolerations:
         pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in runtime.tolerations]
+    affinity = dump(runtime.affinity) if runtime.affinity is not None else {}
+    if affinity:
+        pod["affinity"] = affinity
+    if runtime.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = _spread(cp, served.version)
     if runtime.image_pull_secrets:
         pod["imagePullSecrets"] = [{"name": name} for name in runtime.image_pull_secrets]
     if runtime.service_account_name:
@@ -200,7 +255,13 @@ def deployment(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -
         "revisionHistoryLimit": 3,
         "progressDeadlineSeconds": int(parse_duration(cp.spec.runtime.startup_timeout)) + 600,
         "template": {
-            "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: config_hash(cp, served)}},
+            "metadata": {
+                "labels": labels,
+                "annotations": {
+                    **cp.spec.runtime.pod_annotations,
+                    CONFIG_HASH_ANNOTATION: config_hash(cp, served),
+                },
+            },
             "spec": _pod_spec(cp, served, platform),
         },
     }

@@ -24,10 +24,10 @@ from codepilot_operator.api.endpoint import (
     TEXT_INPUT,
     TEXT_OUTPUT,
 )
+from codepilot_operator.api.pod import MODEL_REPOSITORY
 from codepilot_operator.render import ensemble
 from codepilot_operator.render.pbtxt import batching, block, parameter, quote, tensor
 
-MODEL_REPOSITORY = "/models"
 MODEL_VERSION_DIR = "1"
 
 

@@ -9,6 +9,12 @@ it had when it was verified (see verified.py); it is read once per fetch, here, 
 One fetch per destination at a time: ``.<name>.lock`` beside it is held (``flock``) for the whole
 fetch, so two init containers sharing a volume, or a user running ``codepilot fetch`` by hand beside
 one, cannot rename each other's staging files away. The kernel drops the lock when a fetch dies.
+Pods on other nodes sharing a network filesystem see the same lock where the filesystem carries
+``flock`` to its server: NFS (the Linux client maps it to NFS byte-range locks, released when the
+holder's lease expires), CephFS, and filesystems local to one node; a filesystem without shared locks
+(some FUSE mounts) cannot keep two writers apart. A fetch either gives up at once (``FetchInProgress``)
+or waits for the holder to finish and then finds the destination complete (``wait``: a second replica
+starting beside the first must not download the same snapshot again).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +108,9 @@ class Destination:
         self.marker: dict[str, Any] | None = None
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[Destination]:
-        """Hold the destination's lock; fail at once, in one line, if another fetch holds it.
+    def locked(self, on_wait: Callable[[Path], None] | None = None) -> Iterator[Destination]:
+        """Hold the destination's lock; if another fetch holds it, wait for it when ``on_wait`` is given
+        (called once, with the lock file, before waiting), else fail at once, in one line.
 
         The lock file is removed on the way out (while still held), so it does not linger beside the
         model. Whoever locked a file that was removed meanwhile sees it is no longer the file at that
@@ -111,7 +118,7 @@ class Destination:
         """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = self._lock()
+            fd = self._lock(on_wait)
         except OSError as exc:
             raise LocalWriteError(exc.filename or self.lock_path, exc) from None
         try:
@@ -121,17 +128,21 @@ class Destination:
             self.lock_path.unlink(missing_ok=True)
             os.close(fd)  # releases the lock
 
-    def _lock(self) -> int:
+    def _lock(self, on_wait: Callable[[Path], None] | None) -> int:
         while True:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if on_wait is None:
+                        raise SnapshotError(
+                            FailureReason.FETCH_IN_PROGRESS, f"another fetch is running in {self.path}"
+                        ) from None
+                    on_wait(self.lock_path)
+                    on_wait = None  # said once, even if the holder's lock file is replaced meanwhile
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # the kernel wakes us when the holder is done
                 held, current = os.fstat(fd), os.stat(self.lock_path)
-            except BlockingIOError:
-                os.close(fd)
-                raise SnapshotError(
-                    FailureReason.FETCH_IN_PROGRESS, f"another fetch is running in {self.path}"
-                ) from None
             except FileNotFoundError:  # removed by the fetch that just finished: lock a fresh one
                 os.close(fd)
                 continue

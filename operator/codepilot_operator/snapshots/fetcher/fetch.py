@@ -11,6 +11,7 @@ from pathlib import Path
 
 from minio import Minio
 
+from codepilot_operator.api.contract import FetchReport
 from codepilot_operator.snapshots.errors import LocalWriteError
 from codepilot_operator.snapshots.fetcher.chunked import ChunkedFile
 from codepilot_operator.snapshots.fetcher.destination import Destination, already_staged, reuse
@@ -43,9 +44,16 @@ class FetchResult:
     def already_complete(self) -> bool:
         return self.downloaded_bytes == 0 and self.files_downloaded == 0
 
+    def report(self) -> FetchReport:
+        return FetchReport(
+            self.identity, self.total_bytes, self.downloaded_bytes, self.reused_bytes, round(self.seconds, 3)
+        )
+
 
 class Fetcher:
-    """Runs a FetchPlan into a destination directory. ``on_bytes`` sees every received byte count."""
+    """Runs a FetchPlan into a destination directory. ``on_bytes`` sees every received byte count;
+    with ``on_wait``, a fetch that finds another one writing the destination waits for it (and then
+    usually finds the destination complete) instead of failing with FetchInProgress."""
 
     def __init__(
         self,
@@ -56,6 +64,7 @@ class Fetcher:
         progress: bool = True,
         verify_local: bool = False,
         on_bytes: Callable[[int], None] | None = None,
+        on_wait: Callable[[Path], None] | None = None,
     ):
         if workers < 1 or chunk_size < 64 * 1024:
             raise ValueError("workers must be >= 1 and chunk size >= 64KiB")
@@ -65,6 +74,7 @@ class Fetcher:
         self.progress_enabled = progress
         self.verify_local = verify_local
         self.on_bytes = on_bytes
+        self.on_wait = on_wait
         self._received = 0
         self._received_lock = threading.Lock()
         self._progress: Progress | None = None
@@ -73,7 +83,7 @@ class Fetcher:
         started = time.monotonic()
         self._received = 0
         destination = Destination(dest)
-        with destination.locked():
+        with destination.locked(self.on_wait):
             if destination.holds(plan, deep=self.verify_local):
                 destination.discard_old()
                 return FetchResult(
