@@ -226,12 +226,19 @@ class Cluster:
         return self.api.list("events", namespace)
 
 
-@pytest.fixture(scope="module")
-def cluster(kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("operator")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp)
+def running_cluster(
+    kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any
+) -> Iterator[Cluster]:
+    """A module's own operator process (``options`` as :class:`Operator` takes them) on the emulator."""
+    tmp = tmp_path_factory.mktemp(name)
+    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, **options)
     operator.start()
     try:
         yield Cluster(kube_emulator, operator)
     finally:
         operator.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    yield from running_cluster(kube_emulator, tmp_path_factory, "operator")

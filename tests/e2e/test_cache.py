@@ -20,7 +20,7 @@ import pytest
 
 from codepilot_operator.api.platform import ALLOW_LABEL
 from codepilot_operator.render.fetcher import CACHE_DIR, FETCH_CONTAINER, TERMINATION_LOG
-from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.conftest import Cluster, running_cluster, wait_for
 from tests.e2e.test_weights import SECRET, _codepilot, _secret
 from tests.fixtures.kube import EmulatorThread
 from tests.fixtures.s3 import SeaweedFS, minio_client, upload
@@ -33,13 +33,7 @@ CLAIM = "model-cache"
 def cluster_with_cache(
     kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("operator-cache")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, weight_snapshots=True)
-    operator.start()
-    try:
-        yield Cluster(kube_emulator, operator)
-    finally:
-        operator.stop()
+    yield from running_cluster(kube_emulator, tmp_path_factory, "operator-cache", weight_snapshots=True)
 
 
 def _claim(namespace: str, labels: dict[str, str]) -> dict[str, Any]:

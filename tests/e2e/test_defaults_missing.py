@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Cluster, Operator, wait_for
+from tests.e2e.conftest import Cluster, running_cluster, wait_for
 from tests.e2e.test_defaults import uri_only
 from tests.fixtures.kube import EmulatorThread
 
@@ -15,13 +15,7 @@ from tests.fixtures.kube import EmulatorThread
 @pytest.fixture(scope="module")
 def no_defaults(kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """The chart's default platform: no endpoint to fall back on."""
-    tmp = tmp_path_factory.mktemp("operator-no-defaults")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp)
-    operator.start()
-    try:
-        yield Cluster(kube_emulator, operator)
-    finally:
-        operator.stop()
+    yield from running_cluster(kube_emulator, tmp_path_factory, "operator-no-defaults")
 
 
 def test_without_any_endpoint_the_codepilot_is_refused_naming_the_field(no_defaults: Cluster) -> None:

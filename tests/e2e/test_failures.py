@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from codepilot_operator.api.platform import ALLOW_LABEL, ALLOW_VALUE
-from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, Operator, wait_for
+from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, running_cluster, wait_for
 from tests.fixtures.kube import EmulatorThread
 from tests.helpers import manifest
 
@@ -28,13 +28,7 @@ QUIET = DRIFT_INTERVAL * 3
 def snapshotting(
     kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("operator-failures")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, weight_snapshots=True)
-    operator.start()
-    try:
-        yield Cluster(kube_emulator, operator)
-    finally:
-        operator.stop()
+    yield from running_cluster(kube_emulator, tmp_path_factory, "operator-failures", weight_snapshots=True)
 
 
 def b64(raw: bytes) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Cluster, Operator
+from tests.e2e.conftest import Cluster, running_cluster
 from tests.fixtures.kube import EmulatorThread
 
 PROMETHEUS = "system:serviceaccount:monitoring:prometheus"
@@ -30,13 +30,9 @@ def guarded(kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFact
         emulator.metrics_readers.add(PROMETHEUS)  # type: ignore[attr-defined]
 
     kube_emulator.call(configure)
-    tmp = tmp_path_factory.mktemp("operator-metrics-auth")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, metrics_auth="kubernetes")
-    operator.start()
-    try:
-        yield Cluster(kube_emulator, operator)
-    finally:
-        operator.stop()
+    yield from running_cluster(
+        kube_emulator, tmp_path_factory, "operator-metrics-auth", metrics_auth="kubernetes"
+    )
 
 
 def get(cluster: Cluster, path: str, token: str | None = None) -> tuple[int, str]:

@@ -17,7 +17,7 @@ import pytest
 from codepilot_operator.api.platform import ALLOW_LABEL
 from codepilot_operator.loader import parse_codepilot
 from codepilot_operator.snapshots.service import Credentials, store_for
-from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, Operator, wait_for
+from tests.e2e.conftest import DRIFT_INTERVAL, Cluster, running_cluster, wait_for
 from tests.fixtures.kube import EmulatorThread
 from tests.fixtures.s3 import SeaweedFS, codepilot_doc, minio_client, upload
 
@@ -30,13 +30,7 @@ FILES_V2 = {**FILES_V1, "weights/shard-0.bin": b"\x02" * 4096}
 def cluster_with_snapshots(
     kube_emulator: EmulatorThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("operator-weights")
-    operator = Operator(kube_emulator.kubeconfig(tmp / "kubeconfig"), tmp, weight_snapshots=True)
-    operator.start()
-    try:
-        yield Cluster(kube_emulator, operator)
-    finally:
-        operator.stop()
+    yield from running_cluster(kube_emulator, tmp_path_factory, "operator-weights", weight_snapshots=True)
 
 
 def _secret(namespace: str, server: SeaweedFS) -> dict[str, Any]:
