@@ -175,3 +175,17 @@ def test_random_documents_are_written_as_pyyaml_writes_them() -> None:
 )
 def test_what_it_does_not_write_itself_is_written_by_pyyaml(documents: list[Any]) -> None:
     assert dump_yaml_stream(documents) == pyyaml_stream(documents)
+
+
+def test_one_line_strings_are_plain_or_quoted_as_libyaml_chooses() -> None:
+    """The writer decides plain / single-quoted itself for printable ASCII; every indicator, implicit
+    type and space rule of that decision meets PyYAML's on strings built from the characters that
+    matter."""
+    rng = random.Random(1201)
+    alphabet = "ab1:#-?' ._~{[,!|>\"%@`0x"
+    words = ["", "true", "null", "~", "1.5", "0x1f", "2024-01-01", "---", "...", "<<", "1_000", ".inf"]
+    for _ in range(20_000):
+        text = rng.choice(words) + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+        if rng.random() < 0.3:
+            text += rng.choice(words)
+        assert dump_yaml_stream([{"k": text}]) == pyyaml_stream([{"k": text}]), repr(text)

@@ -4,8 +4,9 @@
 PyYAML first builds a node graph in Python, resolving every scalar against its implicit types, and
 that was most of the command's time. Rendered objects are plain JSON-like data (mappings with string
 keys, lists, strings, numbers, booleans, null) written in block style, so they are written here
-directly. Every scalar whose form is not obviously plain (an empty string, ``"8000"``, ``"true"``,
-a multi-line pbtxt, non-ASCII, a leading indicator) is formatted by PyYAML itself, once per distinct
+directly. A one-line printable ASCII string is written plain or single-quoted by libyaml's own rules
+(its indicator analysis, then PyYAML's resolver: ``"8000"`` and ``"true"`` are quoted); any other
+scalar (a multi-line pbtxt, non-ASCII, a float) is formatted by PyYAML itself, once per distinct
 value, and re-indented; anything else unusual (a non-string key, a key PyYAML would write as ``? ``,
 an empty document) hands the whole stream to PyYAML. The output is therefore PyYAML's: the tests
 compare the two on every example, golden and a generator of awkward values.
@@ -13,11 +14,12 @@ compare the two on every example, golden and a generator of awkward values.
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
+from yaml.resolver import Resolver
 
 _BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when built
 _WIDTH = 1_000_000  # never fold a long line: PromQL and JSON stay on one line each
@@ -51,8 +53,10 @@ def pyyaml_stream(objects: Sequence[Any]) -> str:
 
 # A string PyYAML is certain to write plain in block context: it starts with a letter, "_", "/" or "("
 # (no indicator, and no implicit type but the words below starts so), holds printable ASCII only, has
-# no ": " or " #" and no ":" at the end, and no leading or trailing space.
-_PLAIN = re.compile(r'[A-Za-z_/(](?:[!-"$-9;-~]|:(?=[^ ])|(?<! )#| )*(?<! )\Z')
+# no ": " or " #" and no ":" at the end, and no leading or trailing space. As a regular expression:
+#   [A-Za-z_/(](?:[!-"$-9;-~]|:(?=[^ ])|(?<! )#| )*(?<! )\Z
+# checked with str's own methods (C loops over the string), several times faster on long PromQL.
+_PLAIN_FIRST = frozenset(string.ascii_letters + "_/(")
 # Words that start with a letter yet resolve to a boolean or null, so PyYAML quotes them.
 _WORDS = ("yes", "no", "true", "false", "on", "off", "null")
 _RESERVED = frozenset(spelling(word) for word in _WORDS for spelling in (str, str.title, str.upper))
@@ -60,13 +64,61 @@ _MAX_SIMPLE_KEY = 128  # PyYAML writes longer keys as "? key"
 _MAX_CACHED = 100_000
 
 
+def is_plain(text: str) -> bool:
+    """Whether PyYAML writes ``text`` as a plain scalar, for the strings this writer writes itself."""
+    return (
+        text[:1] in _PLAIN_FIRST
+        and text.isascii()
+        and text.isprintable()
+        and ": " not in text
+        and " #" not in text
+        and text[-1] not in ": "
+        and text not in _RESERVED
+    )
+
+
+# A first character that makes libyaml quote a string; "?", ":" and "-" only when a space or the end
+# follows them.
+_INDICATOR_FIRST = frozenset("#,[]{}&*!|>'\"%@`")
+_resolve: Callable[[type, str, tuple[bool, bool]], str] = Resolver().resolve  # untyped in PyYAML
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+def one_line_text(text: str) -> str | None:
+    """How libyaml writes a one-line printable ASCII string as a block value: plain when its
+    analysis allows a plain scalar and the string would read back as a string (not ``8000``,
+    ``true``, ``~``, ``2024-01-01``), otherwise single-quoted with quotes doubled (allowed unless a
+    line break, a tab or a non-printable character). None for any other string, and for strings
+    long enough that libyaml might fold them at the width: PyYAML writes those."""
+    if len(text) >= _WIDTH // 2 or not text.isascii() or not text.isprintable():
+        return None
+    if _plain_allowed(text) and _resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG:
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _plain_allowed(text: str) -> bool:
+    """libyaml's ``block_plain_allowed`` for a non-empty one-line printable ASCII string."""
+    if not text or text[0] == " " or text[-1] == " " or text[0] in _INDICATOR_FIRST:
+        return False
+    if text[0] in "?:-" and text[1:2] in ("", " "):
+        return False
+    return not (text.startswith(("---", "...")) or ": " in text or text[-1] == ":" or " #" in text)
+
+
 class _Unusual(Exception):
     """Something this writer does not reproduce exactly; PyYAML writes the stream instead."""
 
 
 class _Writer:
+    """Writes one stream into ``parts``. The hot path (a key, then a string written plain or
+    already seen) is inlined in :meth:`mapping` and :meth:`sequence`: the rules are most of
+    `codepilot render`'s output, and a method call per line was a third of the writer's time."""
+
     def __init__(self) -> None:
-        self.strings: dict[str, str] = {}  # a value string -> how it is written (before re-indenting)
+        self.parts: list[str] = []
+        self.strings: dict[str, str] = {}  # a string value -> its one-line text
+        self.blocks: dict[str, str] = {}  # a string value -> its multi-line text at column 0
         self.keys: dict[Any, str] = {}
         # The last block scalar of the current document was keep-chomped ("|+"): libyaml then ends the
         # stream with "..." (a "---" ends such a document too, so it is reset at each one).
@@ -77,23 +129,32 @@ class _Writer:
         kind = type(value)
         if kind is str:
             text = self.strings.get(value)
+            if text is not None:
+                return text
+            text = self.blocks.get(value)
             if text is None:
-                text = value if _PLAIN.match(value) and value not in _RESERVED else self._by_pyyaml(value)
-                if len(self.strings) < _MAX_CACHED:
-                    self.strings[value] = text
+                text = value if is_plain(value) else one_line_text(value) or self._by_pyyaml(value)
+                if "\n" not in text:
+                    if len(self.strings) < _MAX_CACHED:
+                        self.strings[value] = text
+                    return text
+                if len(self.blocks) < _MAX_CACHED:
+                    self.blocks[value] = text
         elif value is None:
-            text = "null"
+            return "null"
         elif kind is bool:
-            text = "true" if value else "false"
+            return "true" if value else "false"
         elif kind is int:
-            text = str(value)
+            return str(value)
         elif kind is float:
             text = self._by_pyyaml(value)  # PyYAML's own spelling: 1.0e-05, .inf, .nan
+            if "\n" not in text:
+                return text
         else:
             raise _Unusual
         if text[:1] in "|>":  # libyaml remembers only the chomping of the last block scalar
             self.open_ended = text.split("\n", 1)[0].endswith("+")
-        if column and "\n" in text:
+        if column:
             # PyYAML indents continuation lines two past their owner; the reference was written at 0.
             first, *rest = text.split("\n")
             pad = " " * column
@@ -113,7 +174,7 @@ class _Writer:
             return text
         if type(key) is not str:
             raise _Unusual
-        if len(key) < _MAX_SIMPLE_KEY and _PLAIN.match(key) and key not in _RESERVED:
+        if len(key) < _MAX_SIMPLE_KEY and is_plain(key):
             text = key
         else:
             written = yaml.dump({key: 0}, Dumper=ReadableDumper, default_flow_style=False, width=_WIDTH)
@@ -124,53 +185,65 @@ class _Writer:
             self.keys[key] = text
         return text
 
-    def mapping(self, mapping: dict[Any, Any], column: int, lead: str, out: Callable[[str], Any]) -> None:
+    def mapping(self, mapping: dict[Any, Any], column: int, lead: str) -> None:
         """Keys at ``column``; the first line starts with ``lead`` (indentation, or an item's dash)."""
+        out = self.parts.append
+        keys, strings = self.keys, self.strings
         indent = " " * column
         for key, value in mapping.items():
-            name = self.key(key)
+            name = keys.get(key) if type(key) is str else None
+            if name is None:
+                name = self.key(key)
             kind = type(value)
-            if kind is dict:
+            if kind is str:
+                text = strings.get(value)
+                out(f"{lead}{name}: {text if text is not None else self.value(value, column)}\n")
+            elif kind is dict:
                 if value:
                     out(f"{lead}{name}:\n")
-                    self.mapping(value, column + 2, " " * (column + 2), out)
+                    self.mapping(value, column + 2, " " * (column + 2))
                 else:
                     out(f"{lead}{name}: {{}}\n")
             elif kind is list:
                 if value:
                     out(f"{lead}{name}:\n")
-                    self.sequence(value, column, indent, out)  # PyYAML's indentless sequences
+                    self.sequence(value, column, indent)  # PyYAML's indentless sequences
                 else:
                     out(f"{lead}{name}: []\n")
             else:
                 out(f"{lead}{name}: {self.value(value, column)}\n")
             lead = indent
 
-    def sequence(self, items: list[Any], column: int, lead: str, out: Callable[[str], Any]) -> None:
+    def sequence(self, items: list[Any], column: int, lead: str) -> None:
         """Dashes at ``column``; the first line starts with ``lead``."""
-        indent = " " * column
+        out = self.parts.append
+        strings = self.strings
+        dash = f"{lead}- "
+        following = f"{' ' * column}- "
         for item in items:
-            dash = f"{lead}- "
             kind = type(item)
-            if kind is dict:
+            if kind is str:
+                text = strings.get(item)
+                out(f"{dash}{text if text is not None else self.value(item, column)}\n")
+            elif kind is dict:
                 if item:
-                    self.mapping(item, column + 2, dash, out)
+                    self.mapping(item, column + 2, dash)
                 else:
                     out(f"{dash}{{}}\n")
             elif kind is list:
                 if item:
-                    self.sequence(item, column + 2, dash, out)
+                    self.sequence(item, column + 2, dash)
                 else:
                     out(f"{dash}[]\n")
             else:
                 out(f"{dash}{self.value(item, column)}\n")
-            lead = indent
+            dash = following
 
 
 def dump_yaml_stream(objects: Sequence[Any]) -> str:
     """The objects as a multi-document YAML stream, as :func:`pyyaml_stream` writes it."""
     writer = _Writer()
-    parts: list[str] = []
+    parts = writer.parts
     try:
         for index, document in enumerate(objects):
             if type(document) is not dict or not document:
@@ -178,7 +251,7 @@ def dump_yaml_stream(objects: Sequence[Any]) -> str:
             if index:
                 parts.append("---\n")
             writer.open_ended = False
-            writer.mapping(document, 0, "", parts.append)
+            writer.mapping(document, 0, "")
     except (_Unusual, RecursionError):
         return pyyaml_stream(objects)
     if writer.open_ended:
