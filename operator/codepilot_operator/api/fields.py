@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -92,6 +93,7 @@ def preview(value: object, limit: int = PREVIEW_LENGTH) -> str:
     return text if len(text) <= limit + 2 else text[:limit] + "...'"
 
 
+@lru_cache(maxsize=1024)  # a few distinct durations, read many times per render
 def duration_millis(text: str) -> int:
     """Milliseconds in a duration, exactly: bounds compare integers, as the CEL rule in the CRD does."""
     if len(text) > DURATION_MAX_LENGTH or not re.fullmatch(DURATION_PATTERN, text):
@@ -99,6 +101,7 @@ def duration_millis(text: str) -> int:
     return sum(int(n) * _DURATION_UNIT_MILLIS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
+@lru_cache(maxsize=1024)
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as ``1m30s``; the same grammar Prometheus and Flagger accept."""
     duration_millis(text)

@@ -43,13 +43,11 @@ def render(
         return with_defaults(for_version(cp, item), platform.defaults, "status.stableTemplate").codepilot
 
     owns = [own_spec(item) for item in versions]
-    objects: list[dict[str, Any]] = []
-    for item, own in zip(versions, owns, strict=True):
-        objects.append(model_config_map(own, item))
-    objects.append(entry_service(cp))
-    for item, own in zip(versions, owns, strict=True):
+    configs = [model_config_map(own, item) for item, own in zip(versions, owns, strict=True)]
+    objects: list[dict[str, Any]] = [*configs, entry_service(cp)]
+    for item, own, config in zip(versions, owns, configs, strict=True):
         objects.append(version_service(own, item))
-        objects.append(deployment(own, item, platform))
+        objects.append(deployment(own, item, platform, config))
         if cp.spec.autoscaling.enabled:
             objects.append(autoscaler(cp, item))
     objects.extend(route_objects(cp, versions))

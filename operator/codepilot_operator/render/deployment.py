@@ -197,15 +197,15 @@ def _spread(cp: CodePilot, version: str) -> list[dict[str, Any]]:
     return constraints
 
 
-def config_hash(cp: CodePilot, served: ServedVersion) -> str:
+def config_hash(cp: CodePilot, served: ServedVersion, config: dict[str, Any] | None = None) -> str:
     """Changes whenever the mounted config or the fetched weights change, so pods restart to pick it up.
 
     subPath mounts of a ConfigMap never update in place; a template annotation rolls the pods instead.
+    ``config``: the version's ConfigMap when the caller rendered it already (render() does).
     """
-    payload = json.dumps(
-        {"config": model_config_map(cp, served)["data"], "fetch": fetch_args(cp, served)},
-        sort_keys=True,
-    )
+    if config is None:
+        config = model_config_map(cp, served)
+    payload = json.dumps({"config": config["data"], "fetch": fetch_args(cp, served)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -247,7 +247,13 @@ def _pod_spec(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) ->
     return pod
 
 
-def deployment(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -> dict[str, Any]:
+def deployment(
+    cp: CodePilot,
+    served: ServedVersion,
+    platform: PlatformPolicy,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The version's Triton Deployment; ``config`` is its ConfigMap if already rendered."""
     labels = version_labels(cp, served.version)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": version_selector_labels(cp, served.version)},
@@ -259,7 +265,7 @@ def deployment(cp: CodePilot, served: ServedVersion, platform: PlatformPolicy) -
                 "labels": labels,
                 "annotations": {
                     **cp.spec.runtime.pod_annotations,
-                    CONFIG_HASH_ANNOTATION: config_hash(cp, served),
+                    CONFIG_HASH_ANNOTATION: config_hash(cp, served, config),
                 },
             },
             "spec": _pod_spec(cp, served, platform),

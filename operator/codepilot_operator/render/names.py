@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
 
 from codepilot_operator.api import CodePilot
@@ -33,6 +34,7 @@ LABEL_CODEPILOT = "serving.codepilot.dev/codepilot"
 _INVALID_LABEL_CHARS = re.compile(r"[^a-z0-9-]+")
 
 
+@lru_cache(maxsize=4096)  # every child name of a CodePilot derives from the same few parts
 def short_hash(text: str, length: int = HASH_LENGTH) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -47,6 +49,7 @@ def dns_label(*parts: str, limit: int = MAX_DNS_LABEL) -> str:
     return f"{head}-{suffix}"
 
 
+@lru_cache(maxsize=4096)
 def version_slug(version: str) -> str:
     """A model version as a DNS label fragment; lossy mappings get a hash so they cannot collide.
 

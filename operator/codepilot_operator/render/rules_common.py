@@ -7,6 +7,7 @@ duplicates. The labels are put on Triton's series by the ServiceMonitor's relabe
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from codepilot_operator.api import CodePilot
@@ -30,6 +31,7 @@ POD_LEVEL = (NAMESPACE, CODEPILOT, VERSION, POD)
 _UNITS = (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0))
 
 
+@lru_cache(maxsize=1024)  # the same few windows in every rule group
 def prom_duration(seconds: float) -> str:
     """A Prometheus duration: ``300`` -> ``5m``, ``5400`` -> ``1h30m``, ``0.5`` -> ``500ms``."""
     if seconds <= 0:
