@@ -33,6 +33,15 @@ MAX_PROBLEMS = 20
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
+# Texts up to this size are composed by libyaml before the bounds are checked (see
+# _LibyamlComposerLoader); a stream of some 350 CodePilots, at most ~256k nodes, tens of MB at worst.
+_COMPOSED_IN_C_BYTES = 256 * 1024
+
+
+class _BeyondBounds(Exception):
+    """libyaml composed something past a bound; the bounded composer reads the text instead."""
+
+
 class InvalidCodePilot(ValueError):
     """The input is not a CodePilot we can serve; ``problems`` holds one message per field."""
 
@@ -134,9 +143,10 @@ class _PurePythonLoader(_Bounds, yaml.SafeLoader):
 
 
 try:
-    from yaml._yaml import CParser
+    from yaml._yaml import CParser, get_version
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _BoundedLoader: type[Any] = _PurePythonLoader
+    _ComposedInC: type[Any] | None = None
 else:
 
     class _LibyamlLoader(_Bounds, CParser, Resolver):
@@ -151,7 +161,47 @@ else:
             Resolver.__init__(self)
             self._reset_bounds()
 
+    class _LibyamlComposerLoader(CParser, _Bounds, Resolver):
+        """libyaml's own composer (ahead of PyYAML's in the MRO), then the bounds checked on the node
+        graph before anything is constructed: composing in Python was most of the time `codepilot
+        render` spent reading a manifest.
+
+        Composing first is safe only because what libyaml may build is bounded beforehand: it
+        refuses nesting deeper than 1000 itself (since 0.2.6, so its recursion cannot exhaust the C
+        stack), aliases share nodes instead of copying them, and it is given texts of at most
+        ``_COMPOSED_IN_C_BYTES`` (about that many nodes at worst). The walk then counts every node
+        with aliases expanded, stops at the first past a bound, and refuses a cycle by its depth; any
+        refusal (or error) hands the text to :class:`_LibyamlLoader`, which decides, so answers and
+        messages are the same on both paths.
+        """
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._reset_bounds()
+
+        def get_data(self) -> Any:
+            node = self.get_node()
+            if node is not None:
+                self._count(node, 1)
+            return self.construct_document(node)
+
+        def _count(self, node: Any, depth: int) -> None:
+            self._nodes += 1
+            if depth > MAX_DEPTH or self._nodes > MAX_NODES:
+                raise _BeyondBounds
+            kind = type(node)
+            if kind is yaml.MappingNode:
+                for key, value in node.value:
+                    self._count(key, depth + 1)
+                    self._count(value, depth + 1)
+            elif kind is yaml.SequenceNode:
+                for item in node.value:
+                    self._count(item, depth + 1)
+
     _BoundedLoader = _LibyamlLoader
+    _ComposedInC = _LibyamlComposerLoader if get_version() >= (0, 2, 6) else None
 
 
 def _path(loc: Iterable[int | str]) -> str:
@@ -216,14 +266,27 @@ def too_large(source: str) -> str:
     return f"{source}: larger than {limit} (the API server's request limit); not a CodePilot"
 
 
-def _documents(text: str) -> Iterable[Any]:
+def _documents(text: str, loader_class: type[Any]) -> list[Any]:
     """What ``yaml.load_all`` does, with our loader (its signature names only PyYAML's own loaders)."""
-    loader: Any = _BoundedLoader(text)
+    loader: Any = loader_class(text)
     try:
+        documents = []
         while loader.check_data():
-            yield loader.get_data()
+            documents.append(loader.get_data())
+        return documents
     finally:
         loader.dispose()
+
+
+def _read_yaml(text: str) -> list[Any]:
+    """libyaml's composer when the text is small enough to compose unbounded, else, or when it meets
+    anything unusual, the composer that bounds while composing (which then names the problem)."""
+    if _ComposedInC is not None and len(text) <= _COMPOSED_IN_C_BYTES:
+        try:
+            return _documents(text, _ComposedInC)
+        except (_BeyondBounds, yaml.YAMLError):
+            pass
+    return _documents(text, _BoundedLoader)
 
 
 def load_yaml_documents(text: str, source: str = "<stdin>") -> list[Any]:
@@ -231,7 +294,7 @@ def load_yaml_documents(text: str, source: str = "<stdin>") -> list[Any]:
     if len(text) > MAX_MANIFEST_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_MANIFEST_BYTES:
         raise InvalidCodePilot([too_large(source)])
     try:
-        return [d for d in _documents(text) if d is not None]
+        return [d for d in _read_yaml(text) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""

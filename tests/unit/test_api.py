@@ -11,7 +11,7 @@ from codepilot_operator.api.defaults import with_defaults
 from codepilot_operator.api.fields import parse_duration, parse_quantity
 from codepilot_operator.api.platform import PlatformDefaults
 from codepilot_operator.loader import InvalidCodePilot, parse_codepilot, parse_documents
-from tests.helpers import codepilot, manifest
+from tests.helpers import EXAMPLES, codepilot, manifest
 
 
 def test_minimal_codepilot_gets_documented_defaults() -> None:
@@ -252,11 +252,15 @@ def test_values_at_the_bounds_are_accepted(overrides: dict) -> None:
 # -- untrusted YAML costs bounded memory and time, and never echoes itself whole ---------------------
 
 
-@pytest.fixture(params=["libyaml", "pure-python"])
+@pytest.fixture(params=["libyaml-composer", "libyaml", "pure-python"])
 def each_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The bounds hold on libyaml's parser (what runs) and on PyYAML's own (installs without libyaml)."""
+    """The bounds hold on libyaml's composer (what reads small texts), on libyaml's parser with the
+    bounded composer (larger texts, and whatever the first refuses) and on PyYAML's own (installs
+    without libyaml)."""
     from codepilot_operator import loader
 
+    if request.param != "libyaml-composer":
+        monkeypatch.setattr(loader, "_ComposedInC", None)
     if request.param == "pure-python":
         monkeypatch.setattr(loader, "_BoundedLoader", loader._PurePythonLoader)
     return str(request.param)
@@ -279,6 +283,36 @@ def billion_laughs(levels: int = 9) -> str:
         lines.append(f"{name}: &{name} [{','.join(['*' + prev] * 9)}]")
     lines.append(f"kind: *{names[levels - 1]}")
     return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        billion_laughs(6),
+        "metadata: &m {name: a, self: *m}\n",
+        "[" * 500 + "]" * 500,
+        "- " * 70 + "a\n",
+        "deep: &d " + "[" * 40 + "]" * 40 + "\nagain: " + "[" * 30 + "*d" + "]" * 30 + "\n",
+    ],
+    ids=["aliases", "cycle", "flow-depth", "block-depth", "depth-through-alias"],
+)
+def test_libyaml_composer_refuses_what_is_beyond_the_bounds(text: str) -> None:
+    """Composed by libyaml, every node is counted before anything is built from it: a text past a
+    bound never reaches construction on that path (the bounded composer then names the problem)."""
+    from codepilot_operator import loader
+
+    assert loader._ComposedInC is not None
+    with pytest.raises(loader._BeyondBounds):
+        loader._documents(text, loader._ComposedInC)
+
+
+def test_both_composers_read_the_examples_alike() -> None:
+    from codepilot_operator import loader
+
+    assert loader._ComposedInC is not None
+    for path in EXAMPLES:
+        text = path.read_text()
+        assert loader._documents(text, loader._ComposedInC) == loader._documents(text, loader._BoundedLoader)
 
 
 def _yaml_problems(text: str) -> list[str]:
