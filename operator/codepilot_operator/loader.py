@@ -161,45 +161,79 @@ else:
             Resolver.__init__(self)
             self._reset_bounds()
 
-    class _LibyamlComposerLoader(CParser, _Bounds, Resolver):
-        """libyaml's own composer (ahead of PyYAML's in the MRO), then the bounds checked on the node
-        graph before anything is constructed: composing in Python was most of the time `codepilot
-        render` spent reading a manifest.
+    class _LibyamlComposerLoader(CParser, Resolver):
+        """libyaml's own composer, then plain data built from its node graph while counting it: PyYAML
+        composing in Python and its general constructor were most of the time `codepilot render`
+        spent reading a manifest.
 
         Composing first is safe only because what libyaml may build is bounded beforehand: it
         refuses nesting deeper than 1000 itself (since 0.2.6, so its recursion cannot exhaust the C
         stack), aliases share nodes instead of copying them, and it is given texts of at most
-        ``_COMPOSED_IN_C_BYTES`` (about that many nodes at worst). The walk then counts every node
-        with aliases expanded, stops at the first past a bound, and refuses a cycle by its depth; any
-        refusal (or error) hands the text to :class:`_LibyamlLoader`, which decides, so answers and
-        messages are the same on both paths.
+        ``_COMPOSED_IN_C_BYTES`` (about that many nodes at worst). The build counts nodes as
+        :class:`_Bounds` does (an alias costs the size of what it refers to, depth is checked where
+        a node is first met, a cycle is refused by its depth) and knows only JSON-like data: strings,
+        integers, floats, booleans, null, sequences, mappings with distinct hashable keys. Anything
+        else (a timestamp, a merge key, a custom tag, a duplicate key) and anything past a bound
+        hands the text to :class:`_LibyamlLoader`, which decides: answers and messages are the same
+        on both paths.
         """
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
-            SafeConstructor.__init__(self)
             Resolver.__init__(self)
-            self._reset_bounds()
+            self._nodes = 0
+            self._built: dict[int, tuple[Any, int]] = {}  # id(collection) -> (data, nodes it stands for)
+
+        def check_data(self) -> bool:
+            return bool(self.check_node())
 
         def get_data(self) -> Any:
-            node = self.get_node()
-            if node is not None:
-                self._count(node, 1)
-            return self.construct_document(node)
+            self._built.clear()  # anchors are per document; ids of freed nodes may be reused
+            return self._build(self.get_node(), 1)
 
-        def _count(self, node: Any, depth: int) -> None:
+        def _build(self, node: Any, depth: int) -> Any:
             self._nodes += 1
             if depth > MAX_DEPTH or self._nodes > MAX_NODES:
                 raise _BeyondBounds
             kind = type(node)
-            if kind is yaml.MappingNode:
-                for key, value in node.value:
-                    self._count(key, depth + 1)
-                    self._count(value, depth + 1)
-            elif kind is yaml.SequenceNode:
-                for item in node.value:
-                    self._count(item, depth + 1)
+            if kind is yaml.ScalarNode:
+                if node.tag == _STR_TAG:
+                    return node.value
+                construct = _SCALAR_CONSTRUCTORS.get(node.tag)
+                if construct is None:
+                    raise _BeyondBounds
+                return construct(node)
+            known = self._built.get(id(node))
+            if known is not None:  # an alias: the same object, as PyYAML gives it
+                self._nodes += known[1] - 1
+                if self._nodes > MAX_NODES:
+                    raise _BeyondBounds
+                return known[0]
+            before = self._nodes - 1
+            data: Any
+            if kind is yaml.MappingNode and node.tag == _MAP_TAG:
+                data = {}
+                for key_node, value_node in node.value:
+                    key = self._build(key_node, depth + 1)
+                    if type(key) not in _KEY_TYPES or key in data:
+                        raise _BeyondBounds
+                    data[key] = self._build(value_node, depth + 1)
+            elif kind is yaml.SequenceNode and node.tag == _SEQ_TAG:
+                data = [self._build(item, depth + 1) for item in node.value]
+            else:
+                raise _BeyondBounds
+            self._built[id(node)] = (data, self._nodes - before)
+            return data
 
+    _SAFE = SafeConstructor()
+    _SCALAR_CONSTRUCTORS: dict[str, Callable[[Any], Any]] = {
+        "tag:yaml.org,2002:int": _SAFE.construct_yaml_int,
+        "tag:yaml.org,2002:float": _SAFE.construct_yaml_float,
+        "tag:yaml.org,2002:bool": _SAFE.construct_yaml_bool,
+        "tag:yaml.org,2002:null": _SAFE.construct_yaml_null,
+    }
+    _STR_TAG, _MAP_TAG, _SEQ_TAG = (f"tag:yaml.org,2002:{name}" for name in ("str", "map", "seq"))
+    _KEY_TYPES = (str, int, float, bool, type(None))
     _BoundedLoader = _LibyamlLoader
     _ComposedInC = _LibyamlComposerLoader if get_version() >= (0, 2, 6) else None
 
@@ -284,8 +318,8 @@ def _read_yaml(text: str) -> list[Any]:
     if _ComposedInC is not None and len(text) <= _COMPOSED_IN_C_BYTES:
         try:
             return _documents(text, _ComposedInC)
-        except (_BeyondBounds, yaml.YAMLError):
-            pass
+        except (_BeyondBounds, yaml.YAMLError, ValueError, OverflowError):
+            pass  # int() of 5000 digits, for one: the other path names it
     return _documents(text, _BoundedLoader)
 
 

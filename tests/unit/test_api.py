@@ -292,9 +292,23 @@ def billion_laughs(levels: int = 9) -> str:
         "metadata: &m {name: a, self: *m}\n",
         "[" * 500 + "]" * 500,
         "- " * 70 + "a\n",
-        "deep: &d " + "[" * 40 + "]" * 40 + "\nagain: " + "[" * 30 + "*d" + "]" * 30 + "\n",
+        "a: 1\na: 2\n",
+        "when: 2024-01-01\n",
+        "base: &b {x: 1}\nderived: {<<: *b}\n",
+        "gpus: " + "1" * 5000 + "\n",
+        "[" + "1," * 105_000 + "1]",
     ],
-    ids=["aliases", "cycle", "flow-depth", "block-depth", "depth-through-alias"],
+    ids=[
+        "aliases",
+        "cycle",
+        "flow-depth",
+        "block-depth",
+        "duplicate",
+        "timestamp",
+        "merge",
+        "huge-int",
+        "many-nodes",
+    ],
 )
 def test_libyaml_composer_refuses_what_is_beyond_the_bounds(text: str) -> None:
     """Composed by libyaml, every node is counted before anything is built from it: a text past a
@@ -302,8 +316,30 @@ def test_libyaml_composer_refuses_what_is_beyond_the_bounds(text: str) -> None:
     from codepilot_operator import loader
 
     assert loader._ComposedInC is not None
-    with pytest.raises(loader._BeyondBounds):
+    with pytest.raises((loader._BeyondBounds, ValueError)):
         loader._documents(text, loader._ComposedInC)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x [1, 2]\nb: *x\nc: *x\n",
+        "deep: &d " + "[" * 40 + "]" * 40 + "\nagain: " + "[" * 30 + "*d" + "]" * 30 + "\n",
+        "2: int\n'2': str\ntrue: bool\n~: null\n1.5: float\n0x1f: hex\n1_000: under\n",
+        "a: .inf\nb: -.5\nc: 1e3\nd: 0o17\ne: 1:30\nf: !!str 12\ng: ''\nh:\n",
+        "---\n---\na: 1\n...\n---\n- x\n",
+    ],
+    ids=["shared", "depth-through-alias", "key-types", "scalars", "documents"],
+)
+def test_both_composers_read_json_like_data_alike(text: str) -> None:
+    """What libyaml's composer path accepts, the bounded composer reads as the same data (an alias is
+    checked for depth where its anchor was met, on both)."""
+    from codepilot_operator import loader
+
+    assert loader._ComposedInC is not None
+    fast = loader._documents(text, loader._ComposedInC)
+    assert fast == loader._documents(text, loader._BoundedLoader)
+    assert [type(d) for d in fast] == [type(d) for d in loader._documents(text, loader._BoundedLoader)]
 
 
 def test_both_composers_read_the_examples_alike() -> None:

@@ -305,3 +305,30 @@ def test_hostile_yaml_costs_bounded_memory(tmp_path: Path, content: str) -> None
     assert code == 2 and "Traceback" not in stderr, stderr
     assert len(stderr.splitlines()) == 1 and stderr.startswith(f"error: {path}: line "), stderr
     assert rss_mb < RSS_LIMIT_MB, f"peak RSS {rss_mb:.0f} MB"
+
+
+def test_render_pauses_the_collector_and_restores_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering runs without cyclic collections (they only rescan live objects), and the collector is
+    on again afterwards, also when the command fails."""
+    import gc
+
+    from codepilot_operator.cli import offline
+
+    seen: list[bool] = []
+    real = offline.dump_yaml_stream
+
+    def spy(objects: list[dict]) -> str:
+        seen.append(gc.isenabled())
+        return real(objects)
+
+    monkeypatch.setattr(offline, "dump_yaml_stream", spy)
+    assert gc.isenabled()
+    assert main(["render", str(EXAMPLES[0])]) == 0
+    assert seen == [False] and gc.isenabled()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: CodePilot\n")
+    assert main(["render", str(bad)]) != 0
+    assert gc.isenabled()
+    capsys.readouterr()

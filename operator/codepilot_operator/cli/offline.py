@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from codepilot_operator.cli.support import (
     UsageError,
     add_namespace_option,
+    collector_paused,
     dump_json,
     dump_yaml_stream,
     load_codepilots,
@@ -45,12 +46,13 @@ def resolved_codepilots(args: argparse.Namespace) -> tuple[list[CodePilot], Plat
 def cmd_render(args: argparse.Namespace) -> int:
     from codepilot_operator.render import render
 
-    codepilots, platform = resolved_codepilots(args)
-    objects = [obj for cp in codepilots for obj in render(cp, platform=platform)]
-    if args.output == "json":
-        text = dump_json({"apiVersion": "v1", "kind": "List", "items": objects})
-    else:
-        text = dump_yaml_stream(objects)
+    with collector_paused():
+        codepilots, platform = resolved_codepilots(args)
+        objects = [obj for cp in codepilots for obj in render(cp, platform=platform)]
+        if args.output == "json":
+            text = dump_json({"apiVersion": "v1", "kind": "List", "items": objects})
+        else:
+            text = dump_yaml_stream(objects)
     sys.stdout.write(text)
     return 0
 
