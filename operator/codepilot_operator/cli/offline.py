@@ -58,7 +58,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    for cp in resolved_codepilots(args)[0]:
+    with collector_paused():
+        codepilots = resolved_codepilots(args)[0]
+    for cp in codepilots:
         print(f"{cp.metadata.namespace}/{cp.metadata.name}: valid", file=sys.stderr)
     return 0
 
