@@ -79,6 +79,19 @@ def test_a_codepilot_with_only_a_uri_gets_every_platform_default() -> None:
     assert len(fields) == 10
 
 
+def test_resolving_a_resolved_codepilot_changes_and_copies_nothing() -> None:
+    """render() resolves again what reconcile and the CLI resolved: the same object comes back, and
+    the original is never modified in place."""
+    original = parse_codepilot(uri_only())
+    before = original.model_dump()
+    resolved = with_defaults(original, DEFAULTS).codepilot
+    assert resolved is not original and original.model_dump() == before
+    again = with_defaults(resolved, DEFAULTS)
+    assert again.codepilot is resolved and again.defaulted == ()
+    other = with_defaults(resolved, DEFAULTS.model_copy(update={"triton_image": "elsewhere/triton:1"}))
+    assert other.codepilot is resolved  # the CodePilot's own image (set by the first pass) wins
+
+
 def test_the_codepilots_own_fields_win() -> None:
     doc = manifest(
         **{

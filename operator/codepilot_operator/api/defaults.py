@@ -23,7 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from codepilot_operator.api.codepilot import CodePilot
 from codepilot_operator.api.platform import PlatformDefaults, SourceDefaults
@@ -36,6 +38,8 @@ from codepilot_operator.api.spec import (
     ScalingProvider,
 )
 from codepilot_operator.api.storage import CABundleRef
+
+M = TypeVar("M", bound=BaseModel)
 
 ENDPOINT_PATH = "spec.model.source.endpoint"
 # What the 0.1.0 CRD's schema default wrote into every CodePilot's spec.runtime.image.
@@ -113,6 +117,17 @@ def _stored(value: Any, schema_defaults: frozenset[str], platform: Any) -> Any:
     return value
 
 
+def _updated(model: M, changes: dict[str, Any]) -> M:
+    """``model`` with ``changes``, or ``model`` itself when it already holds them: resolving a resolved
+    CodePilot (render() resolves what reconcile and the CLI resolved) then copies nothing."""
+    for name, value in changes.items():
+        current = getattr(model, name)
+        # A nested model is the same object when nothing in it changed (this function's own answer).
+        if current is not value and (isinstance(value, BaseModel) or current != value):
+            return model.model_copy(update=changes)
+    return model
+
+
 def _source(source: ModelSource, platform: SourceDefaults, at: str, found: list[Defaulted]) -> ModelSource:
     """spec.model.source resolved; the one place that knows which settings belong to an endpoint."""
     endpoint = _pick(source.endpoint, platform.endpoint, None, f"{at}.endpoint", found)
@@ -124,8 +139,9 @@ def _source(source: ModelSource, platform: SourceDefaults, at: str, found: list[
     def pick(name: str, own: Any, default: Any, builtin: Any = None, *, bound: bool = True) -> Any:
         return _pick(own, default if ours or not bound else None, builtin, f"{at}.{name}", found)
 
-    return source.model_copy(
-        update={
+    return _updated(
+        source,
+        {
             "endpoint": endpoint,
             "region": pick("region", source.region or None, platform.region, DEFAULT_REGION),
             "credentials_secret": pick(
@@ -140,7 +156,7 @@ def _source(source: ModelSource, platform: SourceDefaults, at: str, found: list[
                 DEFAULT_SNAPSHOT_PREFIX,
                 bound=False,
             ),
-        }
+        },
     )
 
 
@@ -177,19 +193,19 @@ def with_defaults(cp: CodePilot, defaults: PlatformDefaults, prefix: str = "spec
         if key not in labels:
             labels[key] = value
             found.append(Defaulted(f"{prefix}.alerts.labels.{key}", value, Origin.PLATFORM))
-    model = spec.model.model_copy(update={"source": source})
-    resolved_spec = spec.model_copy(
-        update={
-            "model": model,
-            "runtime": runtime.model_copy(update={"image": image}),
-            "autoscaling": autoscaling.model_copy(update={"prometheus_address": address}),
-            "rollout": spec.rollout.model_copy(
-                update={"analysis": analysis.model_copy(update={"prometheus_url": prometheus})}
+    resolved_spec = _updated(
+        spec,
+        {
+            "model": _updated(spec.model, {"source": source}),
+            "runtime": _updated(runtime, {"image": image}),
+            "autoscaling": _updated(autoscaling, {"prometheus_address": address}),
+            "rollout": _updated(
+                spec.rollout, {"analysis": _updated(analysis, {"prometheus_url": prometheus})}
             ),
-            "alerts": spec.alerts.model_copy(update={"labels": labels}),
-        }
+            "alerts": _updated(spec.alerts, {"labels": labels}),
+        },
     )
-    return Resolved(cp.model_copy(update={"spec": resolved_spec}), tuple(found))
+    return Resolved(_updated(cp, {"spec": resolved_spec}), tuple(found))
 
 
 def required(value: str | None, path: str) -> str:
