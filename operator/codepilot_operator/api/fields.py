@@ -108,6 +108,7 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * _DURATION_UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
 
 
+@lru_cache(maxsize=1024)  # requests, limits and their defaults: a few spellings, read many times
 def parse_quantity(text: str) -> Decimal:
     """Numeric value of a Kubernetes quantity (``500m`` -> 0.5, ``4Gi`` -> 4294967296)."""
     if len(text) > QUANTITY_MAX_LENGTH or not _QUANTITY_RE.fullmatch(text):
