@@ -58,10 +58,15 @@ def by(labels: tuple[str, ...]) -> str:
 
 def selector(cp: CodePilot, **extra: str) -> str:
     """Matchers for this CodePilot's series; ``extra`` values are written as-is (``=~"..."`` allowed)."""
-    matchers = [f'{NAMESPACE}="{cp.metadata.namespace}"', f'{CODEPILOT}="{cp.metadata.name}"']
-    for key, value in extra.items():
-        matchers.append(f"{key}{value}")
-    return "{" + ", ".join(matchers) + "}"
+    own = _own_matchers(cp.metadata.namespace, cp.metadata.name)
+    if not extra:
+        return "{" + own + "}"
+    return "{" + own + ", " + ", ".join(f"{key}{value}" for key, value in extra.items()) + "}"
+
+
+@lru_cache(maxsize=4096)  # some 30 selectors per render name the same CodePilot
+def _own_matchers(namespace: str, name: str) -> str:
+    return f'{NAMESPACE}="{namespace}", {CODEPILOT}="{name}"'
 
 
 def alternation(values: list[str]) -> str:
