@@ -6,7 +6,9 @@ the field path it concerns (``spec.runtime.gpus: ...``) and never carries a trac
 The text is untrusted: what one document may cost is bounded before it is paid. Its size (the API
 server's own request limit), its nesting depth (PyYAML composes recursively) and its node count with
 aliases expanded (a 400-byte "billion laughs" file is 387 million nodes once anything walks it) are
-capped while composing, and no message formats a whole value.
+capped before anything is built from it, and no message formats a whole value. Small texts are composed
+by libyaml and built as plain data while counting; anything unusual goes to PyYAML's composer with the
+bounds counted as it composes, which then decides (see _LibyamlComposerLoader).
 """
 
 from __future__ import annotations
