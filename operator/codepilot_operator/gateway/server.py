@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 
 from codepilot_operator.api.endpoint import GatewayConfig, GatewayModel
 from codepilot_operator.clients.triton import (
@@ -46,6 +46,7 @@ class Served:
     config: GatewayModel
     queue: ModelQueue
     triton: TritonClient
+    queue_wait: Histogram
 
 
 @dataclass
@@ -79,18 +80,17 @@ class Gateway:
         self.config, self.clock = config, clock
         self.keys = KeyStore(Path(config.keys_dir))
         self.limiter = RateLimiter()
-        self.models = {
-            m.name: Served(
-                m,
-                ModelQueue(m.max_concurrency, m.max_queue, m.queue_timeout_seconds),
-                TritonClient(
-                    m.upstream, m.host, config.request_timeout_seconds, connections=m.max_concurrency
-                ),
-            )
-            for m in config.models
-        }
+        self.models = {m.name: self._served(m) for m in config.models}
         self.caps = {name: served.config.max_tokens for name, served in self.models.items()}
         self.created = int(time.time())
+
+    def _served(self, model: GatewayModel) -> Served:
+        queue = ModelQueue(model.max_concurrency, model.max_queue, model.queue_timeout_seconds)
+        triton = TritonClient(
+            model.upstream, model.host, self.config.request_timeout_seconds, connections=model.max_concurrency
+        )
+        wait = metrics.watch_queue(model.name, lambda: queue.waiting, lambda: queue.in_flight)
+        return Served(model, queue, triton, wait)
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class Gateway:
         scheme, _, key = header.partition(" ")
         team = self.keys.team(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
         if team is None:
-            metrics.REQUESTS.labels(NO_TEAM, "", request.path, "401").inc()
+            metrics.requests(NO_TEAM, "", request.path, "401").inc()
             return _error_response(
                 ApiError(
                     401,
@@ -171,12 +171,12 @@ class Gateway:
             except ApiError as exc:
                 code = str(exc.status)
                 if exc.status == 429:
-                    metrics.RATE_LIMITED.labels(team.name, model, exc.type).inc()
+                    metrics.rate_limited(team.name, model, exc.type).inc()
                 return _error_response(exc)
             finally:
-                metrics.REQUESTS.labels(team.name, model, endpoint, code).inc()
+                metrics.requests(team.name, model, endpoint, code).inc()
                 if model:
-                    metrics.DURATION.labels(team.name, model).observe(self.clock() - started)
+                    metrics.spend(team.name, model).duration.observe(self.clock() - started)
 
         return handle
 
@@ -209,22 +209,16 @@ class Gateway:
         self._admit(team, generation.model)
         outcome = Outcome()
         queued = self.clock()
-        labels = (generation.model,)
-        metrics.QUEUED.labels(*labels).inc()
         try:
             async with served.queue.slot():
-                metrics.QUEUED.labels(*labels).dec()
-                metrics.QUEUE_WAIT.labels(*labels).observe(self.clock() - queued)
-                metrics.IN_FLIGHT.labels(*labels).inc()
+                served.queue_wait.observe(self.clock() - queued)
                 try:
                     if generation.stream:
                         return await self._stream(request, team, served, generation, outcome, started)
                     return await self._whole(served, generation, outcome)
                 finally:
-                    metrics.IN_FLIGHT.labels(*labels).dec()
                     self._spent(team, generation.model, outcome)
         except Overloaded as exc:
-            metrics.QUEUED.labels(*labels).dec()
             raise ApiError(
                 503,
                 f"model {generation.model} is busy: {exc}",
@@ -248,8 +242,9 @@ class Gateway:
     def _spent(self, team: Team, model: str, outcome: Outcome) -> None:
         total = outcome.prompt_tokens + outcome.completion_tokens
         self.limiter.charge(team.name, total, self.clock())
-        metrics.PROMPT_TOKENS.labels(team.name, model).inc(outcome.prompt_tokens)
-        metrics.COMPLETION_TOKENS.labels(team.name, model).inc(outcome.completion_tokens)
+        spend = metrics.spend(team.name, model)
+        spend.prompt_tokens.inc(outcome.prompt_tokens)
+        spend.completion_tokens.inc(outcome.completion_tokens)
 
     def _text_request(self, generation: Generation) -> TextRequest:
         return TextRequest(generation.prompt, generation.max_tokens, generation.suffix, generation.parameters)
@@ -283,7 +278,7 @@ class Gateway:
                 }
             )
             await response.prepare(request)
-            metrics.FIRST_TOKEN.labels(team.name, generation.model).observe(self.clock() - started)
+            metrics.spend(team.name, generation.model).first_token.observe(self.clock() - started)
             await self._relay(response, generation, first, batches, outcome)
             return response
         finally:
