@@ -83,3 +83,13 @@ async def test_a_line_without_end_is_refused_before_it_fills_memory() -> None:
     chunk = b"data: " + b"x" * (256 * 1024)
     with pytest.raises(TritonRequestError, match=f"over {MAX_EVENT_BYTES} bytes"):
         await _groups([chunk] * 8)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "bad", [b'data: {"text_output": "a"},{"text_output": "b"}\n\n', b"data: {\n\n", b"data:\n\n"]
+)
+async def test_an_event_that_is_not_one_json_value_is_refused(bad: bytes) -> None:
+    """Events read together are decoded together: one holding two values must not pass as two tokens."""
+    with pytest.raises(TritonRequestError, match="not JSON"):
+        await _groups([_event("ok") + bad])
