@@ -48,6 +48,14 @@ class Piece(NamedTuple):
     completion_tokens: int | None
 
 
+class Batch(NamedTuple):
+    """The pieces one network read brought; ``last`` when the answer ended within that read too, so
+    the caller can send them with its closing events in one write."""
+
+    pieces: list[Piece]
+    last: bool
+
+
 @dataclass(frozen=True)
 class TextRequest:
     prompt: str
@@ -159,7 +167,7 @@ class TritonClient:
         except ValueError:
             raise TritonRequestError(502, "Triton answered invalid JSON") from None
 
-    async def stream(self, model: str, request: TextRequest) -> AsyncGenerator[list[Piece], None]:
+    async def stream(self, model: str, request: TextRequest) -> AsyncGenerator[Batch, None]:
         """Pieces in the groups one network read brought them in; the connection closes (cancelling
         upstream) when the caller stops.
 
@@ -178,11 +186,15 @@ class TritonClient:
                     *lines, pending = (pending + data).split(b"\n")
                     if len(pending) > MAX_EVENT_BYTES:
                         raise TritonRequestError(502, f"Triton sent an event over {MAX_EVENT_BYTES} bytes")
+                    last = r.content.at_eof()  # the end of the answer came in this same read
+                    if last:
+                        lines.append(pending)
+                        pending = b""
                     pieces = event_pieces(lines)
-                    if pieces:
-                        yield pieces
+                    if pieces or last:
+                        yield Batch(pieces, last)
                 if pending.startswith(b"data:"):
-                    yield event_pieces([pending])
+                    yield Batch(event_pieces([pending]), True)
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             raise TritonUnavailable(
                 f"Triton at {self.base_url} unreachable: {exc or type(exc).__name__}"

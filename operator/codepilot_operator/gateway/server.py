@@ -9,7 +9,6 @@ failure before that is still a plain HTTP error a client can act on, not a broke
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import signal
@@ -20,9 +19,11 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic_core import from_json
 
 from codepilot_operator.api.endpoint import GatewayConfig, GatewayModel
 from codepilot_operator.clients.triton import (
+    Batch,
     Piece,
     TextRequest,
     TritonClient,
@@ -39,6 +40,7 @@ from codepilot_operator.gateway.stop import StopScanner
 log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
 
 
 @dataclass
@@ -162,7 +164,7 @@ class Gateway:
             model, code = "", "200"
             try:
                 try:
-                    body = await request.json()
+                    body = from_json(await request.read())
                 except ValueError:
                     raise ApiError(400, "the request body is not valid JSON") from None
                 generation = parse(body, self.caps)
@@ -256,7 +258,7 @@ class Gateway:
         text = scanner.feed(piece.text) + scanner.flush()
         reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
         doc = protocol.answer(generation, protocol.new_id(generation), text, reason, outcome.counts)
-        return web.json_response(doc, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+        return web.Response(body=protocol.encode(doc), headers=JSON_HEADERS)
 
     async def _stream(
         self,
@@ -288,38 +290,40 @@ class Gateway:
         self,
         response: web.StreamResponse,
         generation: Generation,
-        first: list[Piece] | None,
-        batches: AsyncIterator[list[Piece]],
+        first: Batch | None,
+        batches: AsyncIterator[Batch],
         outcome: Outcome,
     ) -> None:
         """Each group of pieces Triton delivered together goes out as one write; the closing events
-        and the end of the stream as one more."""
+        and the end of the stream go with the group that ended the answer, or as one more write when
+        the end came on its own (a loopback send is the largest single cost per request)."""
         answer_id, created = protocol.new_id(generation), int(time.time())
         scanner = StopScanner(generation.stop)
         encode = protocol.text_events(generation, answer_id, created)
         out = bytearray()
+        opening = True  # the first event goes out even without text: for chat it carries the role
 
         def add(text: str) -> None:
-            if not out and not sent_first:
+            nonlocal opening
+            if opening:
                 out.extend(protocol.event(protocol.chunk(generation, answer_id, created, text, first=True)))
+                opening = False
             elif text:
                 out.extend(encode(text))
 
-        sent_first = False
         try:
             batch = first
-            while batch is not None and not scanner.stopped:
-                for piece in batch:
+            while batch is not None:
+                for piece in batch.pieces:
                     outcome.add(piece)
                     add(scanner.feed(piece.text))
                     if scanner.stopped:
                         break
+                if scanner.stopped or batch.last:
+                    break
                 if out:
                     await response.write(bytes(out))
                     out.clear()
-                    sent_first = True
-                if scanner.stopped:
-                    break
                 batch = await anext(batches, None)
             add(scanner.flush())
         except (TritonUnavailable, TritonRequestError) as exc:
