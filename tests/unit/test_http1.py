@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from codepilot_operator.clients.http1 import Http1Client, Malformed, Unreachable
+from codepilot_operator.clients.http1 import MAX_BUFFERED, Http1Client, Malformed, Unreachable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -152,3 +152,24 @@ async def test_nothing_listening_is_unreachable() -> None:
         with pytest.raises(Unreachable):
             async with client.request("GET", "/"):
                 pass
+
+
+@pytest.mark.asyncio
+async def test_a_body_larger_than_the_read_buffer_arrives_whole_when_read_slowly() -> None:
+    """Past MAX_BUFFERED unread bytes the connection stops reading; taking them lets it go on."""
+    body = bytes(range(256)) * (3 * MAX_BUFFERED // 256 + 7)
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    async for url in _aiohttp_server({"/big": big}):
+        client = Http1Client(url)
+        try:
+            async with asyncio.timeout(30), client.request("GET", "/big") as response:  # a stall fails
+                parts = []
+                while data := await response.chunk():
+                    parts.append(data)
+                    await asyncio.sleep(0.001)  # a slow reader: the server gets ahead of it
+            assert b"".join(parts) == body
+        finally:
+            await client.close()
