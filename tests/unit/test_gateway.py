@@ -3,6 +3,7 @@ request checks a user meets, and keys read from mounted Secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from itertools import pairwise
 from pathlib import Path
@@ -10,11 +11,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
-from codepilot_operator.gateway import protocol
+from codepilot_operator.gateway import metrics, protocol
 from codepilot_operator.gateway.keys import KeyStore, Team
 from codepilot_operator.gateway.limits import RateLimiter
 from codepilot_operator.gateway.protocol import ApiError
+from codepilot_operator.gateway.queue import ModelQueue
 from codepilot_operator.gateway.stop import StopScanner
 from tests.fixtures.gateway import write_key
 
@@ -182,3 +185,38 @@ def test_templated_stream_events_are_the_chunks_themselves(kind: str, text: str)
     encoded = protocol.text_events(generation, "id-1", 123)(text)
     assert encoded.startswith(b"data: ") and encoded.endswith(b"\n\n")
     assert json.loads(encoded[6:]) == protocol.chunk(generation, "id-1", 123, text)
+
+
+# -- queue gauges ------------------------------------------------------------------------------------
+
+
+def _gauge(name: str, model: str) -> str:
+    for line in generate_latest(metrics.REGISTRY).decode().splitlines():
+        if line.startswith(f'{name}{{model="{model}"}}'):
+            return line.rsplit(" ", 1)[1]
+    raise AssertionError(f"{name} for {model} not exported")
+
+
+@pytest.mark.asyncio
+async def test_queue_gauges_say_what_the_queue_holds_when_scraped() -> None:
+    queue = ModelQueue(max_concurrency=1, max_queue=4, queue_timeout=30)
+    metrics.watch_queue("gauged", lambda: queue.waiting, lambda: queue.in_flight)
+    assert (
+        _gauge("codepilot_api_in_flight_requests", "gauged"),
+        _gauge("codepilot_api_queued_requests", "gauged"),
+    ) == ("0.0", "0.0")
+    release = asyncio.Event()
+
+    async def request() -> None:
+        async with queue.slot():
+            await release.wait()
+
+    requests = [asyncio.create_task(request()) for _ in range(3)]
+    for _ in range(2):  # every request runs up to its slot
+        await asyncio.sleep(0)
+    assert _gauge("codepilot_api_in_flight_requests", "gauged") == "1.0"
+    assert _gauge("codepilot_api_queued_requests", "gauged") == "2.0"
+    release.set()
+    await asyncio.gather(*requests)
+    assert _gauge("codepilot_api_in_flight_requests", "gauged") == "0.0"
+    assert _gauge("codepilot_api_queued_requests", "gauged") == "0.0"

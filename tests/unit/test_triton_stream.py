@@ -7,27 +7,30 @@ or to send a line without end, so a small HTTP server on loopback writes those b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiohttp import web
 
 from codepilot_operator.clients.triton import (
     MAX_EVENT_BYTES,
+    Batch,
     TextRequest,
     TritonClient,
     TritonRequestError,
 )
 
 
-async def _serving(writes: Sequence[bytes]) -> AsyncIterator[str]:
+async def _serving(writes: Sequence[bytes], with_end: bytes | None = None) -> AsyncIterator[str]:
+    """Each of ``writes`` on its own; ``with_end``, if given, in one send with the end of the body."""
+
     async def generate_stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for data in writes:
             await response.write(data)
             await asyncio.sleep(0.05)  # a separate read on the other side
-        await response.write_eof()
+        await response.write_eof(with_end or b"")
         return response
 
     app = web.Application()
@@ -43,18 +46,20 @@ async def _serving(writes: Sequence[bytes]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def _groups(
-    writes: Sequence[bytes], each: Callable[[list[str]], None] | None = None
-) -> list[list[str]]:
-    groups: list[list[str]] = []
-    async for url in _serving(writes):
+async def _batches(writes: Sequence[bytes], with_end: bytes | None = None) -> list[Batch]:
+    batches: list[Batch] = []
+    async for url in _serving(writes, with_end):
         client = TritonClient(url)
         try:
-            async for pieces in client.stream("m", TextRequest(prompt="p", max_tokens=4)):
-                groups.append([p.text for p in pieces])
+            async for batch in client.stream("m", TextRequest(prompt="p", max_tokens=4)):
+                batches.append(batch)
         finally:
             await client.close()
-    return groups
+    return batches
+
+
+async def _groups(writes: Sequence[bytes]) -> list[list[str]]:
+    return [[p.text for p in batch.pieces] for batch in await _batches(writes)]
 
 
 def _event(text: str) -> bytes:
@@ -64,6 +69,16 @@ def _event(text: str) -> bytes:
 @pytest.mark.asyncio
 async def test_events_that_arrive_together_are_passed_on_together() -> None:
     assert await _groups([_event("a") + _event("b") + _event("c"), _event("d")]) == [["a", "b", "c"], ["d"]]
+
+
+@pytest.mark.asyncio
+async def test_events_that_arrive_with_the_end_of_the_answer_are_marked_last() -> None:
+    """So the gateway sends them with its closing events in one write; an end that comes on its own
+    marks nothing (the stream just stops)."""
+    together = await _batches([_event("a")], with_end=_event("b") + _event("c"))
+    assert [([p.text for p in b.pieces], b.last) for b in together] == [(["a"], False), (["b", "c"], True)]
+    apart = await _batches([_event("a"), _event("b")])
+    assert [([p.text for p in b.pieces], b.last) for b in apart] == [(["a"], False), (["b"], False)]
 
 
 @pytest.mark.asyncio
@@ -83,3 +98,13 @@ async def test_a_line_without_end_is_refused_before_it_fills_memory() -> None:
     chunk = b"data: " + b"x" * (256 * 1024)
     with pytest.raises(TritonRequestError, match=f"over {MAX_EVENT_BYTES} bytes"):
         await _groups([chunk] * 8)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "bad", [b'data: {"text_output": "a"},{"text_output": "b"}\n\n', b"data: {\n\n", b"data:\n\n"]
+)
+async def test_an_event_that_is_not_one_json_value_is_refused(bad: bytes) -> None:
+    """Events read together are decoded together: one holding two values must not pass as two tokens."""
+    with pytest.raises(TritonRequestError, match="not JSON"):
+        await _groups([_event("ok") + bad])

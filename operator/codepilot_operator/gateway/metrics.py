@@ -2,9 +2,17 @@
 
 Label values are bounded: teams come from Secrets an admin creates, models from the configuration,
 codes from a fixed set; a key itself is never a label.
+
+Series are looked up once per label values and kept (``labels()`` hashes and locks on every call, and
+was the costliest metrics call per request); the queue's gauges read the queue when scraped instead of
+being moved twice per request.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -68,3 +76,40 @@ QUEUED = Gauge(
     ["model"],
     registry=REGISTRY,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """One team's series for one model."""
+
+    prompt_tokens: Counter
+    completion_tokens: Counter
+    duration: Histogram
+    first_token: Histogram
+
+
+@functools.cache
+def spend(team: str, model: str) -> Spend:
+    return Spend(
+        PROMPT_TOKENS.labels(team, model),
+        COMPLETION_TOKENS.labels(team, model),
+        DURATION.labels(team, model),
+        FIRST_TOKEN.labels(team, model),
+    )
+
+
+@functools.cache
+def requests(team: str, model: str, endpoint: str, code: str) -> Counter:
+    return REQUESTS.labels(team, model, endpoint, code)
+
+
+@functools.cache
+def rate_limited(team: str, model: str, limit: str) -> Counter:
+    return RATE_LIMITED.labels(team, model, limit)
+
+
+def watch_queue(model: str, waiting: Callable[[], float], in_flight: Callable[[], float]) -> Histogram:
+    """The model's queue gauges, read from the queue itself at scrape time; returns its wait histogram."""
+    QUEUED.labels(model).set_function(waiting)
+    IN_FLIGHT.labels(model).set_function(in_flight)
+    return QUEUE_WAIT.labels(model)

@@ -7,12 +7,13 @@ text and the token counts the model reported.
 
 from __future__ import annotations
 
-import json
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import to_json
 
 MAX_STOP_SEQUENCES = 4
 # Sampling settings passed to the model as request parameters (the model decides what it honours).
@@ -242,7 +243,7 @@ def finish_reason(stopped: bool, completion_tokens: int, max_tokens: int) -> str
 
 def new_id(generation: Generation) -> str:
     prefix = "chatcmpl" if generation.kind == "chat" else "cmpl"
-    return f"{prefix}-{uuid.uuid4().hex}"
+    return f"{prefix}-{os.urandom(16).hex()}"  # as random as uuid4's hex, without building a UUID
 
 
 def _envelope(generation: Generation, answer_id: str, created: int, chunk: bool) -> dict[str, Any]:
@@ -288,19 +289,24 @@ def chunk(
     return {**doc, "choices": [choice]}
 
 
+def encode(doc: object) -> bytes:
+    """Compact JSON, UTF-8 as is (pydantic_core's encoder: several times faster than json.dumps)."""
+    return to_json(doc)
+
+
 def event(doc: object) -> bytes:
     """One server-sent event."""
-    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + to_json(doc) + b"\n\n"
 
 
 def text_events(generation: Generation, answer_id: str, created: int) -> Callable[[str], bytes]:
     """``event(chunk(..., text))`` for the chunks between the first and the last, from a template:
     a stream sends one per token, so only the text is encoded per event."""
     marker = "\x00TEXT\x00"
-    head, tail = event(chunk(generation, answer_id, created, marker)).split(json.dumps(marker).encode())
+    head, tail = event(chunk(generation, answer_id, created, marker)).split(to_json(marker))
 
     def encode(text: str) -> bytes:
-        return head + json.dumps(text).encode() + tail
+        return head + to_json(text) + tail
 
     return encode
 

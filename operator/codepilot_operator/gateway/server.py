@@ -9,7 +9,6 @@ failure before that is still a plain HTTP error a client can act on, not a broke
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import signal
@@ -19,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic_core import from_json
 
 from codepilot_operator.api.endpoint import GatewayConfig, GatewayModel
 from codepilot_operator.clients.triton import (
+    Batch,
     Piece,
     TextRequest,
     TritonClient,
@@ -39,6 +40,7 @@ from codepilot_operator.gateway.stop import StopScanner
 log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Served:
     config: GatewayModel
     queue: ModelQueue
     triton: TritonClient
+    queue_wait: Histogram
 
 
 @dataclass
@@ -79,18 +82,17 @@ class Gateway:
         self.config, self.clock = config, clock
         self.keys = KeyStore(Path(config.keys_dir))
         self.limiter = RateLimiter()
-        self.models = {
-            m.name: Served(
-                m,
-                ModelQueue(m.max_concurrency, m.max_queue, m.queue_timeout_seconds),
-                TritonClient(
-                    m.upstream, m.host, config.request_timeout_seconds, connections=m.max_concurrency
-                ),
-            )
-            for m in config.models
-        }
+        self.models = {m.name: self._served(m) for m in config.models}
         self.caps = {name: served.config.max_tokens for name, served in self.models.items()}
         self.created = int(time.time())
+
+    def _served(self, model: GatewayModel) -> Served:
+        queue = ModelQueue(model.max_concurrency, model.max_queue, model.queue_timeout_seconds)
+        triton = TritonClient(
+            model.upstream, model.host, self.config.request_timeout_seconds, connections=model.max_concurrency
+        )
+        wait = metrics.watch_queue(model.name, lambda: queue.waiting, lambda: queue.in_flight)
+        return Served(model, queue, triton, wait)
 
     # -- wiring ------------------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class Gateway:
         scheme, _, key = header.partition(" ")
         team = self.keys.team(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
         if team is None:
-            metrics.REQUESTS.labels(NO_TEAM, "", request.path, "401").inc()
+            metrics.requests(NO_TEAM, "", request.path, "401").inc()
             return _error_response(
                 ApiError(
                     401,
@@ -162,7 +164,7 @@ class Gateway:
             model, code = "", "200"
             try:
                 try:
-                    body = await request.json()
+                    body = from_json(await request.read())
                 except ValueError:
                     raise ApiError(400, "the request body is not valid JSON") from None
                 generation = parse(body, self.caps)
@@ -171,12 +173,12 @@ class Gateway:
             except ApiError as exc:
                 code = str(exc.status)
                 if exc.status == 429:
-                    metrics.RATE_LIMITED.labels(team.name, model, exc.type).inc()
+                    metrics.rate_limited(team.name, model, exc.type).inc()
                 return _error_response(exc)
             finally:
-                metrics.REQUESTS.labels(team.name, model, endpoint, code).inc()
+                metrics.requests(team.name, model, endpoint, code).inc()
                 if model:
-                    metrics.DURATION.labels(team.name, model).observe(self.clock() - started)
+                    metrics.spend(team.name, model).duration.observe(self.clock() - started)
 
         return handle
 
@@ -209,22 +211,16 @@ class Gateway:
         self._admit(team, generation.model)
         outcome = Outcome()
         queued = self.clock()
-        labels = (generation.model,)
-        metrics.QUEUED.labels(*labels).inc()
         try:
             async with served.queue.slot():
-                metrics.QUEUED.labels(*labels).dec()
-                metrics.QUEUE_WAIT.labels(*labels).observe(self.clock() - queued)
-                metrics.IN_FLIGHT.labels(*labels).inc()
+                served.queue_wait.observe(self.clock() - queued)
                 try:
                     if generation.stream:
                         return await self._stream(request, team, served, generation, outcome, started)
                     return await self._whole(served, generation, outcome)
                 finally:
-                    metrics.IN_FLIGHT.labels(*labels).dec()
                     self._spent(team, generation.model, outcome)
         except Overloaded as exc:
-            metrics.QUEUED.labels(*labels).dec()
             raise ApiError(
                 503,
                 f"model {generation.model} is busy: {exc}",
@@ -248,8 +244,9 @@ class Gateway:
     def _spent(self, team: Team, model: str, outcome: Outcome) -> None:
         total = outcome.prompt_tokens + outcome.completion_tokens
         self.limiter.charge(team.name, total, self.clock())
-        metrics.PROMPT_TOKENS.labels(team.name, model).inc(outcome.prompt_tokens)
-        metrics.COMPLETION_TOKENS.labels(team.name, model).inc(outcome.completion_tokens)
+        spend = metrics.spend(team.name, model)
+        spend.prompt_tokens.inc(outcome.prompt_tokens)
+        spend.completion_tokens.inc(outcome.completion_tokens)
 
     def _text_request(self, generation: Generation) -> TextRequest:
         return TextRequest(generation.prompt, generation.max_tokens, generation.suffix, generation.parameters)
@@ -261,7 +258,7 @@ class Gateway:
         text = scanner.feed(piece.text) + scanner.flush()
         reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
         doc = protocol.answer(generation, protocol.new_id(generation), text, reason, outcome.counts)
-        return web.json_response(doc, dumps=lambda d: json.dumps(d, separators=(",", ":")))
+        return web.Response(body=protocol.encode(doc), headers=JSON_HEADERS)
 
     async def _stream(
         self,
@@ -283,7 +280,7 @@ class Gateway:
                 }
             )
             await response.prepare(request)
-            metrics.FIRST_TOKEN.labels(team.name, generation.model).observe(self.clock() - started)
+            metrics.spend(team.name, generation.model).first_token.observe(self.clock() - started)
             await self._relay(response, generation, first, batches, outcome)
             return response
         finally:
@@ -293,38 +290,40 @@ class Gateway:
         self,
         response: web.StreamResponse,
         generation: Generation,
-        first: list[Piece] | None,
-        batches: AsyncIterator[list[Piece]],
+        first: Batch | None,
+        batches: AsyncIterator[Batch],
         outcome: Outcome,
     ) -> None:
         """Each group of pieces Triton delivered together goes out as one write; the closing events
-        and the end of the stream as one more."""
+        and the end of the stream go with the group that ended the answer, or as one more write when
+        the end came on its own (a loopback send is the largest single cost per request)."""
         answer_id, created = protocol.new_id(generation), int(time.time())
         scanner = StopScanner(generation.stop)
         encode = protocol.text_events(generation, answer_id, created)
         out = bytearray()
+        opening = True  # the first event goes out even without text: for chat it carries the role
 
         def add(text: str) -> None:
-            if not out and not sent_first:
+            nonlocal opening
+            if opening:
                 out.extend(protocol.event(protocol.chunk(generation, answer_id, created, text, first=True)))
+                opening = False
             elif text:
                 out.extend(encode(text))
 
-        sent_first = False
         try:
             batch = first
-            while batch is not None and not scanner.stopped:
-                for piece in batch:
+            while batch is not None:
+                for piece in batch.pieces:
                     outcome.add(piece)
                     add(scanner.feed(piece.text))
                     if scanner.stopped:
                         break
+                if scanner.stopped or batch.last:
+                    break
                 if out:
                     await response.write(bytes(out))
                     out.clear()
-                    sent_first = True
-                if scanner.stopped:
-                    break
                 batch = await anext(batches, None)
             add(scanner.flush())
         except (TritonUnavailable, TritonRequestError) as exc:

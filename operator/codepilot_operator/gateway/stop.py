@@ -18,6 +18,8 @@ class StopScanner:
 
     def feed(self, text: str) -> str:
         """The part of everything so far that is safe to send now."""
+        if not self.stops:  # most completions: nothing to hold back
+            return text
         if self.stopped:
             return ""
         buffer = self._held + text
@@ -33,7 +35,11 @@ class StopScanner:
         """Length of the longest suffix of ``buffer`` that is a proper prefix of a stop sequence."""
         best = 0
         for stop in self.stops:
-            for length in range(min(len(stop) - 1, len(buffer)), best, -1):
+            longest = min(len(stop) - 1, len(buffer))
+            # such a suffix starts with the stop's first character: none in reach, nothing to try
+            if longest <= best or buffer.find(stop[0], len(buffer) - longest) < 0:
+                continue
+            for length in range(longest, best, -1):
                 if buffer.endswith(stop[:length]):
                     best = length
                     break

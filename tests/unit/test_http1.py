@@ -1,0 +1,175 @@
+"""The gateway's HTTP/1.1 client (clients/http1.py) against real servers on loopback: aiohttp's server
+for well-formed answers, and a raw asyncio server for the byte sequences no HTTP library would send
+(a body ended by the connection's close, a broken answer, silence)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp import web
+
+from codepilot_operator.clients.http1 import MAX_BUFFERED, Http1Client, Malformed, Unreachable
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _aiohttp_server(routes: dict[str, Handler]) -> AsyncIterator[str]:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_route("*", path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def _raw_server(answer: bytes, close: bool = True) -> AsyncIterator[str]:
+    """Reads a request, writes ``answer`` as is, then closes (or stays silent and open)."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_connections_are_reused_and_requests_carry_host_path_and_body() -> None:
+    seen: list[tuple[object, str, str, bytes]] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        seen.append((peer, request.headers["Host"], request.path, await request.read()))
+        return web.json_response({"n": len(seen)})
+
+    async for url in _aiohttp_server({"/prefix/v2/{tail:.*}": echo}):
+        client = Http1Client(f"{url}/prefix/", host="api.example")
+        try:
+            for n in range(3):
+                async with client.request("POST", "/v2/x", b'{"a":1}') as response:
+                    assert response.status == 200
+                    assert await response.read() == b'{"n": %d}' % (n + 1)
+        finally:
+            await client.close()
+    assert {peer for peer, *_ in seen} == {seen[0][0]}  # one connection for all three
+    assert [rest for _, *rest in seen] == [["api.example", "/prefix/v2/x", b'{"a":1}']] * 3
+
+
+@pytest.mark.asyncio
+async def test_an_answer_left_unread_closes_its_connection() -> None:
+    """For Triton, closing the connection of a streamed generation is what cancels it."""
+    disconnected = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            while True:
+                await response.write(b"data: more\n\n")
+                await asyncio.sleep(0.01)
+        except (ConnectionError, RuntimeError):
+            disconnected.set()
+        return response
+
+    async for url in _aiohttp_server({"/stream": endless}):
+        client = Http1Client(url)
+        try:
+            async with client.request("POST", "/stream") as response:
+                assert (await response.chunk()).startswith(b"data: more")
+            await asyncio.wait_for(disconnected.wait(), 10)
+        finally:
+            await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello",  # ended by the connection's close
+    ],
+)
+async def test_every_way_http_ends_a_body_is_read_to_the_end(answer: bytes) -> None:
+    async for url in _raw_server(answer):
+        client = Http1Client(url)
+        try:
+            async with client.request("GET", "/") as response:
+                assert (response.status, await response.read(), response.at_end) == (200, b"hello", True)
+        finally:
+            await client.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("answer", "close", "error", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhell", True, Unreachable, "before the answer"),
+        (b"NOT HTTP AT ALL\r\n\r\n", True, Malformed, "not an HTTP/1.1 answer"),
+        (b"", False, Unreachable, "no complete answer within 0.2s"),
+    ],
+)
+async def test_broken_or_missing_answers_are_errors_a_caller_can_act_on(
+    answer: bytes, close: bool, error: type[Exception], message: str
+) -> None:
+    async for url in _raw_server(answer, close=close):
+        client = Http1Client(url, timeout=0.2)
+        try:
+            with pytest.raises(error, match=message):
+                async with client.request("GET", "/") as response:
+                    await response.read()
+        finally:
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_nothing_listening_is_unreachable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        client = Http1Client(f"http://127.0.0.1:{port}")
+        with pytest.raises(Unreachable):
+            async with client.request("GET", "/"):
+                pass
+
+
+@pytest.mark.asyncio
+async def test_a_body_larger_than_the_read_buffer_arrives_whole_when_read_slowly() -> None:
+    """Past MAX_BUFFERED unread bytes the connection stops reading; taking them lets it go on."""
+    body = bytes(range(256)) * (3 * MAX_BUFFERED // 256 + 7)
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    async for url in _aiohttp_server({"/big": big}):
+        client = Http1Client(url)
+        try:
+            async with asyncio.timeout(30), client.request("GET", "/big") as response:  # a stall fails
+                parts = []
+                while data := await response.chunk():
+                    parts.append(data)
+                    await asyncio.sleep(0.001)  # a slow reader: the server gets ahead of it
+            assert b"".join(parts) == body
+        finally:
+            await client.close()
