@@ -6,7 +6,10 @@ connections) sends the same streamed request both ways, ``/v2/models/<m>/generat
 ``/v1/completions`` with ``stream: true``, at 1, 8 and 32 concurrent streams; rounds alternate
 direct / gateway so drift of a shared machine hits both alike. Prints p50/p99 of the whole request
 and of the time to the first streamed chunk, the added p50 (gateway - direct), and the spread of the
-per-round p50s as a noise figure. Non-streamed requests at concurrency 1 too. Goal: < 5 ms added p50.
+per-round p50s as a noise figure, and the CPU each party (this client, Triton with its python
+backend stubs, the gateway) spent per request on either path: on 2 shared cores a closed loop's latency
+is about streams x total CPU per request / cores, so this says whose CPU an added millisecond is.
+Non-streamed requests at concurrency 1 too. Goal: < 5 ms added p50.
 
     python3 bench/api.py [--requests 300] [--rounds 3] [--tokens 16] [--token-ms 0]
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -50,12 +54,46 @@ class Samples:
     first: list[float] = field(default_factory=list)
     round_p50: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # CPU time of the gateway process (user + system) during these rounds
+    client_cpu: float = 0.0  # of this process (the load generator)
+    triton_cpu: float = 0.0  # of tritonserver and its python backend stubs
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (clock ticks)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (Triton runs each python model in a stub process)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def measured_round(
+    send: Send, concurrency: int, requests: int, samples: Samples, triton_pid: int, gateway_pid: int
+) -> None:
+    """One round, with the CPU each party spent on it: on 2 shared cores a closed loop's latency is
+    about the streams times the CPU per request of all three, over the cores."""
+    before = own_cpu_seconds(), tree_cpu_seconds(triton_pid), cpu_seconds(gateway_pid)
+    await run_round(send, concurrency, requests, samples)
+    samples.client_cpu += own_cpu_seconds() - before[0]
+    samples.triton_cpu += tree_cpu_seconds(triton_pid) - before[1]
+    samples.cpu_seconds += cpu_seconds(gateway_pid) - before[2]
 
 
 Send = Callable[[aiohttp.ClientSession], Awaitable[tuple[float, float]]]
@@ -163,17 +201,26 @@ def report(label: str, concurrency: int, d: Samples, g: Samples, stream: bool) -
     spread = [max(s.round_p50) - min(s.round_p50) for s in (d, g)]
     print(f"{'':15} noise: per-round request p50 spread direct {ms(spread[0])} gateway {ms(spread[1])} ms")
     print(f"{'':15} gateway CPU per request {ms(g.cpu_seconds / len(g.total))} ms")
+    for name, samples in (("direct", d), ("gateway", g)):
+        count = len(samples.total)
+        parts = (samples.client_cpu, samples.triton_cpu, samples.cpu_seconds if samples is g else 0.0)
+        print(
+            f"{'':15} CPU per request, {name:7}: client {ms(parts[0] / count)} triton {ms(parts[1] / count)} "
+            f"gateway {ms(parts[2] / count)} total {ms(sum(parts) / count)} ms"
+        )
 
 
-async def bench(args: argparse.Namespace, triton_url: str, model: str, gateway_url: str, pid: int) -> None:
+async def bench(
+    args: argparse.Namespace, triton_url: str, model: str, gateway_url: str, triton_pid: int, pid: int
+) -> None:
     plans = [(True, c) for c in CONCURRENCY] + [(False, 1)]
     for stream, concurrency in plans:
         d, g = Samples(), Samples()
         for _ in range(args.rounds):
-            await run_round(direct(triton_url, model, args.tokens, stream), concurrency, args.requests, d)
-            before = cpu_seconds(pid)
-            await run_round(gateway(gateway_url, args.tokens, stream), concurrency, args.requests, g)
-            g.cpu_seconds += cpu_seconds(pid) - before
+            to_triton = direct(triton_url, model, args.tokens, stream)
+            await measured_round(to_triton, concurrency, args.requests, d, triton_pid, pid)
+            through = gateway(gateway_url, args.tokens, stream)
+            await measured_round(through, concurrency, args.requests, g, triton_pid, pid)
         report("streamed" if stream else "whole", concurrency, d, g, stream)
 
 
@@ -199,7 +246,9 @@ def main() -> int:
                 f"max_tokens {args.tokens}, {args.token_ms} ms/token"
             )
             url = f"http://{triton.http_url}"
-            asyncio.run(bench(args, url, triton.model, process.base_url, process.process.pid))
+            asyncio.run(
+                bench(args, url, triton.model, process.base_url, triton.process.pid, process.process.pid)
+            )
         finally:
             process.stop()
     finally:
