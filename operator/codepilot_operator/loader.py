@@ -71,9 +71,7 @@ class _Bounds(Composer, SafeConstructor):
     def _spend(self, count: int, mark: Any) -> None:
         self._nodes += count
         if self._nodes > MAX_NODES:
-            raise ComposerError(
-                None, None, f"more than {MAX_NODES} nodes once aliases are expanded; not a CodePilot", mark
-            )
+            raise ComposerError(None, None, f"more than {MAX_NODES} nodes once aliases are expanded", mark)
 
     def compose_document(self) -> Any:
         self._expanded.clear()  # anchors are per document; ids of freed nodes may be reused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,11 @@ def test_platform_file_problems_name_the_field(tmp_path: Path) -> None:
         "allowedFetcherImages: ['registry.example.com/team*']\n": "allowedFetcherImages[0]",
         "fetcherImage: ''\n": "fetcherImage",
         "- a list\n": "expected a mapping",
+        "a: 1\n---\nb: 2\n": "expected one mapping of settings, found 2",
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in itertools.pairwise("abcde"))
+        + "f: *e\n": "more than 100000 nodes once aliases are expanded",
+        "a: 1\na: 2\n": "line 2, column 1: invalid YAML: duplicate key 'a'",
     }
     for text, expected in cases.items():
         path.write_text(text)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pydantic_core
-import yaml
 
 from codepilot_operator.cli import yaml_output
 
@@ -183,7 +182,7 @@ def load_platform(path: str | None) -> PlatformPolicy:
     from pydantic import ValidationError
 
     from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
-    from codepilot_operator.loader import validation_problems
+    from codepilot_operator.loader import InvalidCodePilot, load_yaml_documents, validation_problems
 
     if path is None:
         return DEFAULT_PLATFORM
@@ -191,12 +190,13 @@ def load_platform(path: str | None) -> PlatformPolicy:
         text, source = read_text(path)
     except UsageError as exc:
         raise UsageError(*(f"--platform {problem}" for problem in exc.problems)) from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--platform {source}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    if document is None:
-        document = {}
+    try:  # the manifests' bounded reading: the file comes from a ConfigMap others may write
+        documents = load_yaml_documents(text, source)
+    except InvalidCodePilot as exc:
+        raise UsageError(*(f"--platform {problem}" for problem in exc.problems)) from None
+    if len(documents) > 1:
+        raise UsageError(f"--platform {source}: expected one mapping of settings, found {len(documents)}")
+    document = documents[0] if documents else {}
     if not isinstance(document, dict):
         raise UsageError(
             f"--platform {source}: expected a mapping of settings, got {type(document).__name__}"
