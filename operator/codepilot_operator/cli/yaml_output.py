@@ -51,30 +51,14 @@ def pyyaml_stream(objects: Sequence[Any]) -> str:
     )
 
 
-# A string PyYAML is certain to write plain in block context: it starts with a letter, "_", "/" or "("
-# (no indicator, and no implicit type but the words below starts so), holds printable ASCII only, has
-# no ": " or " #" and no ":" at the end, and no leading or trailing space. As a regular expression:
-#   [A-Za-z_/(](?:[!-"$-9;-~]|:(?=[^ ])|(?<! )#| )*(?<! )\Z
-# checked with str's own methods (C loops over the string), several times faster on long PromQL.
-_PLAIN_FIRST = frozenset(string.ascii_letters + "_/(")
-# Words that start with a letter yet resolve to a boolean or null, so PyYAML quotes them.
+# PyYAML's implicit types (int, float, timestamp, merge, value, null's "~") all start with a digit or
+# one of "-+.<=~"; the only ones starting with a letter, "_", "/" or "(" are these boolean and null
+# words, so a string starting so reads back as a string unless it is one of them.
+_STR_FIRST = frozenset(string.ascii_letters + "_/(")
 _WORDS = ("yes", "no", "true", "false", "on", "off", "null")
 _RESERVED = frozenset(spelling(word) for word in _WORDS for spelling in (str, str.title, str.upper))
 _MAX_SIMPLE_KEY = 128  # PyYAML writes longer keys as "? key"
 _MAX_CACHED = 100_000
-
-
-def is_plain(text: str) -> bool:
-    """Whether PyYAML writes ``text`` as a plain scalar, for the strings this writer writes itself."""
-    return (
-        text[:1] in _PLAIN_FIRST
-        and text.isascii()
-        and text.isprintable()
-        and ": " not in text
-        and " #" not in text
-        and text[-1] not in ": "
-        and text not in _RESERVED
-    )
 
 
 # A first character that makes libyaml quote a string; "?", ":" and "-" only when a space or the end
@@ -92,13 +76,21 @@ def one_line_text(text: str) -> str | None:
     long enough that libyaml might fold them at the width: PyYAML writes those."""
     if len(text) >= _WIDTH // 2 or not text.isascii() or not text.isprintable():
         return None
-    if _plain_allowed(text) and _resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG:
+    if _plain_allowed(text) and _reads_back_as_str(text):
         return text
     return "'" + text.replace("'", "''") + "'"
 
 
+def _reads_back_as_str(text: str) -> bool:
+    """PyYAML's resolver, without running its regular expressions for the common case."""
+    if text[0] in _STR_FIRST:
+        return text not in _RESERVED
+    return _resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG
+
+
 def _plain_allowed(text: str) -> bool:
-    """libyaml's ``block_plain_allowed`` for a non-empty one-line printable ASCII string."""
+    """libyaml's ``block_plain_allowed`` for a one-line printable ASCII string (str methods, C loops
+    over the string: several times faster on long PromQL than a regular expression)."""
     if not text or text[0] == " " or text[-1] == " " or text[0] in _INDICATOR_FIRST:
         return False
     if text[0] in "?:-" and text[1:2] in ("", " "):
@@ -133,7 +125,7 @@ class _Writer:
                 return text
             text = self.blocks.get(value)
             if text is None:
-                text = value if is_plain(value) else one_line_text(value) or self._by_pyyaml(value)
+                text = one_line_text(value) or self._by_pyyaml(value)
                 if "\n" not in text:
                     if len(self.strings) < _MAX_CACHED:
                         self.strings[value] = text
@@ -174,7 +166,7 @@ class _Writer:
             return text
         if type(key) is not str:
             raise _Unusual
-        if len(key) < _MAX_SIMPLE_KEY and is_plain(key):
+        if len(key) < _MAX_SIMPLE_KEY and one_line_text(key) == key:
             text = key
         else:
             written = yaml.dump({key: 0}, Dumper=ReadableDumper, default_flow_style=False, width=_WIDTH)
