@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
 from codepilot_operator.clients.http1 import MAX_BUFFERED, Http1Client, Malformed, Unreachable
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def _aiohttp_server(routes: dict[str, Handler]) -> AsyncIterator[str]:
-    app = web.Application()
-    for path, handler in routes.items():
-        app.router.add_route("*", path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+from tests.fixtures.loopback import aiohttp_server
 
 
 async def _raw_server(answer: bytes, close: bool = True) -> AsyncIterator[str]:
@@ -63,7 +47,7 @@ async def test_connections_are_reused_and_requests_carry_host_path_and_body() ->
         seen.append((peer, request.headers["Host"], request.path, await request.read()))
         return web.json_response({"n": len(seen)})
 
-    async for url in _aiohttp_server({"/prefix/v2/{tail:.*}": echo}):
+    async for url in aiohttp_server({"/prefix/v2/{tail:.*}": echo}):
         client = Http1Client(f"{url}/prefix/", host="api.example")
         try:
             for n in range(3):
@@ -92,7 +76,7 @@ async def test_an_answer_left_unread_closes_its_connection() -> None:
             disconnected.set()
         return response
 
-    async for url in _aiohttp_server({"/stream": endless}):
+    async for url in aiohttp_server({"/stream": endless}):
         client = Http1Client(url)
         try:
             async with client.request("POST", "/stream") as response:
@@ -162,7 +146,7 @@ async def test_a_body_larger_than_the_read_buffer_arrives_whole_when_read_slowly
     async def big(request: web.Request) -> web.Response:
         return web.Response(body=body)
 
-    async for url in _aiohttp_server({"/big": big}):
+    async for url in aiohttp_server({"/big": big}):
         client = Http1Client(url)
         try:
             async with asyncio.timeout(30), client.request("GET", "/big") as response:  # a stall fails

@@ -19,6 +19,7 @@ from codepilot_operator.clients.triton import (
     TritonClient,
     TritonRequestError,
 )
+from tests.fixtures.loopback import aiohttp_server
 
 
 async def _serving(writes: Sequence[bytes], with_end: bytes | None = None) -> AsyncIterator[str]:
@@ -33,17 +34,8 @@ async def _serving(writes: Sequence[bytes], with_end: bytes | None = None) -> As
         await response.write_eof(with_end or b"")
         return response
 
-    app = web.Application()
-    app.router.add_post("/v2/models/m/generate_stream", generate_stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async for url in aiohttp_server({"/v2/models/m/generate_stream": generate_stream}):
+        yield url
 
 
 async def _batches(writes: Sequence[bytes], with_end: bytes | None = None) -> list[Batch]:
