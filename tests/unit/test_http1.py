@@ -157,3 +157,101 @@ async def test_a_body_larger_than_the_read_buffer_arrives_whole_when_read_slowly
             assert b"".join(parts) == body
         finally:
             await client.close()
+
+
+async def _keep_alive_then(second: bytes) -> AsyncIterator[tuple[str, list[int]]]:
+    """Answers each connection's first request with a kept-alive 200 ``first``; its second request gets
+    ``second`` and the connection closes (``b""``: closed unanswered, as a server's idle timeout
+    crossing the request does). Yields the URL and the number of requests each connection read."""
+    counts: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counts.append(0)
+        index = len(counts) - 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            counts[index] += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            counts[index] += 1
+            writer.write(second)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", counts
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_request_a_kept_alive_connection_closed_unanswered_goes_once_more_on_a_new_one() -> None:
+    async for url, counts in _keep_alive_then(b""):
+        client = Http1Client(url)
+        try:
+            for _ in range(2):
+                async with client.request("POST", "/v2/x", b"{}") as response:
+                    assert (response.status, await response.read()) == (200, b"first")
+        finally:
+            await client.close()
+        assert counts == [2, 1]  # the second request: sent on the first connection, answered on a new one
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "partial",
+    [b"HTTP/1.1 200 OK\r\nContent-", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npart"],
+    ids=["in-the-headers", "in-the-body"],
+)
+async def test_a_kept_alive_connection_closed_mid_answer_is_not_sent_again(partial: bytes) -> None:
+    """Once a byte of the answer came, the server had the request: sending it again could run it twice."""
+    async for url, counts in _keep_alive_then(partial):
+        client = Http1Client(url)
+        try:
+            async with client.request("POST", "/v2/x", b"{}") as response:
+                await response.read()
+            with pytest.raises(Unreachable, match="before the answer was complete"):
+                async with client.request("POST", "/v2/x", b"{}") as response:
+                    await response.read()
+        finally:
+            await client.close()
+        assert counts == [2]
+
+
+@pytest.mark.asyncio
+async def test_a_new_connection_closed_unanswered_is_unreachable_without_a_second_try() -> None:
+    async for url in _raw_server(b""):
+        client = Http1Client(url)
+        try:
+            with pytest.raises(Unreachable, match="before the answer was complete"):
+                async with client.request("POST", "/v2/x", b"{}"):
+                    pass
+        finally:
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_headers_are_sent_as_given_and_a_line_break_in_one_is_refused() -> None:
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers["Authorization"])
+        return web.Response(text="ok")
+
+    async for url in aiohttp_server({"/x": echo}):
+        client = Http1Client(url)
+        try:
+            async with client.request("POST", "/x", b"{}", {"Authorization": "Bearer k"}) as response:
+                assert await response.read() == b"ok"
+            with pytest.raises(ValueError, match="line break"):
+                client.request("POST", "/x", b"{}", {"Authorization": "Bearer k\r\nX-Evil: 1"})
+        finally:
+            await client.close()
+    assert seen == ["Bearer k"]

@@ -7,13 +7,16 @@ response objects, header multidicts, timers, its Python stream reader per read) 
 this. It does only what those calls need: a request with a body, an answer framed by Content-Length,
 chunked encoding or the end of the connection, read as it arrives; a connection is reused while the
 server keeps it alive, and closed when its answer was not read to the end (for Triton, closing a
-streamed generation is what cancels it).
+streamed generation is what cancels it). A request sent on a kept-alive connection that the server
+closed before a byte of its answer (its idle timeout crossing the request) goes once more on a new
+connection; once any byte came back it never does, since the server may have run it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Mapping
 from types import TracebackType
 from typing import cast
 from urllib.parse import urlsplit
@@ -32,6 +35,10 @@ class Malformed(Exception):
     """The server's bytes are not an HTTP/1.1 answer."""
 
 
+class _ClosedUnanswered(Unreachable):
+    """The connection closed before a byte of the answer arrived."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -48,6 +55,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = self.complete = self.framed = self.keep_alive = False
         self.body: list[bytes] = []
         self.buffered = 0
+        self.received = False
         self.failure: Exception | None = None
 
     # -- asyncio's callbacks -------------------------------------------------------------------------
@@ -59,6 +67,7 @@ class _Connection(asyncio.Protocol):
         if not self.active:  # bytes nobody asked for: the connection cannot be trusted for reuse
             self.close()
             return
+        self.received = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -74,7 +83,8 @@ class _Connection(asyncio.Protocol):
                 self.complete = True  # a body without a length ends with the connection
             elif self.failure is None:
                 why = f": {exc}" if exc else ""
-                self.failure = Unreachable(f"the connection closed before the answer was complete{why}")
+                kind = Unreachable if self.received else _ClosedUnanswered
+                self.failure = kind(f"the connection closed before the answer was complete{why}")
         self._wake()
 
     # -- httptools' callbacks ------------------------------------------------------------------------
@@ -167,18 +177,31 @@ class Response:
 class _Exchange:
     """``async with client.request(...) as response``: sends on enter, releases the connection on exit."""
 
-    def __init__(self, client: Http1Client, method: str, path: str, body: bytes):
+    def __init__(self, client: Http1Client, method: str, path: str, body: bytes, headers: str):
         self._client, self._method, self._path, self._body = client, method, path, body
+        self._headers = headers
         self._connection: _Connection | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Response:
+        connection, reused = await self._client.connect()
+        try:
+            return await self._send(connection)
+        except _ClosedUnanswered:
+            if not reused:
+                raise
+        # A kept-alive connection the server closed as the request went out (its idle timeout crossing
+        # the request): nothing of it was answered, so it goes once more on a new connection.
+        connection, _ = await self._client.connect(fresh=True)
+        return await self._send(connection)
+
+    async def _send(self, connection: _Connection) -> Response:
         client = self._client
-        connection = self._connection = await client.connect()
+        self._connection = connection
         connection.begin()
         head = (
             f"{self._method} {client.prefix}{self._path} HTTP/1.1\r\nHost: {client.host_header}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(self._body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(self._body)}\r\n{self._headers}\r\n"
         )
         self._timer = asyncio.get_running_loop().call_later(
             client.timeout,
@@ -227,16 +250,24 @@ class Http1Client:
         self._tls = ssl.create_default_context() if tls else None
         self._idle: list[_Connection] = []
 
-    def request(self, method: str, path: str, body: bytes = b"") -> _Exchange:
-        return _Exchange(self, method, path, body)
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> _Exchange:
+        """A JSON request, with ``headers`` besides Host, Content-Type and Content-Length."""
+        lines = [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("a header name or value holds a line break")
+        extra = "".join(line + "\r\n" for line in lines)
+        return _Exchange(self, method, path, body, extra)
 
-    async def connect(self) -> _Connection:
+    async def connect(self, fresh: bool = False) -> tuple[_Connection, bool]:
+        """A connection, and whether it was kept alive from an earlier answer; ``fresh`` opens a new one."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        while self._idle:
+        while self._idle and not fresh:
             connection = self._idle.pop()
             if not connection.lost and now - connection.idle_since < self.keepalive:
-                return connection
+                return connection, True
             connection.close()
         host, port = self.address
         try:
@@ -246,7 +277,7 @@ class Http1Client:
                 )
         except (OSError, TimeoutError) as exc:
             raise Unreachable(str(exc) or type(exc).__name__) from None
-        return connection
+        return connection, False
 
     def release(self, connection: _Connection) -> None:
         """Back to the pool when its answer was read to the end and the server keeps it open."""
