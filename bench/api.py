@@ -1,15 +1,24 @@
 """Benchmark: latency the OpenAI gateway adds over calling Triton's generate endpoints directly.
 
 A real Triton (CPU, the test model streaming one response per token) and a real `codepilot gateway`
-process from the rendered configuration. The same asyncio HTTP client (aiohttp, pooled keep-alive
-connections) sends the same streamed request both ways, ``/v2/models/<m>/generate_stream`` and
-``/v1/completions`` with ``stream: true``, at 1, 8 and 32 concurrent streams; rounds alternate
-direct / gateway so drift of a shared machine hits both alike. Prints p50/p99 of the whole request
-and of the time to the first streamed chunk, the added p50 (gateway - direct), and the spread of the
-per-round p50s as a noise figure, and the CPU each party (this client, Triton with its python
-backend stubs, the gateway) spent per request on either path: on 2 shared cores a closed loop's latency
-is about streams x total CPU per request / cores, so this says whose CPU an added millisecond is.
-Non-streamed requests at concurrency 1 too. Goal: < 5 ms added p50.
+process from the rendered configuration. The same client sends the same streamed request both ways,
+``/v2/models/<m>/generate_stream`` and ``/v1/completions`` with ``stream: true``, at 1, 8 and 32
+concurrent streams; rounds alternate direct / gateway so drift of a shared machine hits both alike.
+Prints p50/p99 of the whole request and of the time to the first streamed chunk, the added p50
+(gateway - direct), the spread of the per-round p50s as a noise figure, and the CPU each party (this
+client, Triton with its python backend stubs, the gateway) spent per request on either path. Non-streamed
+requests at concurrency 1 too. Goal: < 5 ms added p50.
+
+Two regimes:
+- ``--token-ms 0`` (default): the model answers at once, so the three processes saturate the machine's
+  cores in a closed loop; latency is then about streams x total CPU per request / cores, and the added
+  p50 says how much CPU the gateway costs, multiplied (at 32 streams on 2 cores, by ~16).
+- ``--token-ms 25``: each stream's tokens come 25 ms apart however many are in flight, as from a GPU with
+  room for them all (the test model's engine thread); the cores are not saturated, as on a cluster where
+  the GPU sets the pace, and the added p50 is the gateway's own delay plus what its CPU makes the others
+  wait.
+The client is the lean HTTP/1.1 client of clients/http1.py on both paths: the load generator's CPU
+competes with the parties measured, and aiohttp's client cost ~0.5 ms more per streamed request.
 
     python3 bench/api.py [--requests 300] [--rounds 3] [--tokens 16] [--token-ms 0]
 
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import shutil
@@ -31,8 +41,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -41,6 +49,7 @@ from tests.fixtures.rollout_lab import set_behaviour  # noqa: E402
 from tests.fixtures.triton import start_triton  # noqa: E402
 
 from codepilot_operator.api import CodePilot  # noqa: E402
+from codepilot_operator.clients.http1 import Http1Client, Response  # noqa: E402
 from codepilot_operator.loader import parse_codepilot  # noqa: E402
 
 KEY = "sk-bench"
@@ -85,18 +94,18 @@ def own_cpu_seconds() -> float:
 
 
 async def measured_round(
-    send: Send, concurrency: int, requests: int, samples: Samples, triton_pid: int, gateway_pid: int
+    url: str, send: Send, concurrency: int, requests: int, samples: Samples, triton_pid: int, gateway_pid: int
 ) -> None:
     """One round, with the CPU each party spent on it: on 2 shared cores a closed loop's latency is
     about the streams times the CPU per request of all three, over the cores."""
     before = own_cpu_seconds(), tree_cpu_seconds(triton_pid), cpu_seconds(gateway_pid)
-    await run_round(send, concurrency, requests, samples)
+    await run_round(url, send, concurrency, requests, samples)
     samples.client_cpu += own_cpu_seconds() - before[0]
     samples.triton_cpu += tree_cpu_seconds(triton_pid) - before[1]
     samples.cpu_seconds += cpu_seconds(gateway_pid) - before[2]
 
 
-Send = Callable[[aiohttp.ClientSession], Awaitable[tuple[float, float]]]
+Send = Callable[[Http1Client], Awaitable[tuple[float, float]]]
 
 
 def codepilot(max_tokens: int) -> CodePilot:
@@ -124,43 +133,43 @@ def codepilot(max_tokens: int) -> CodePilot:
     )
 
 
-async def _read_stream(response: aiohttp.ClientResponse, started: float) -> tuple[float, float]:
+async def _read_stream(response: Response, started: float) -> tuple[float, float]:
     first = 0.0
-    async for line in response.content:
-        if line.startswith(b"data:") and not first:
+    while data := await response.chunk():
+        if not first and b"data:" in data:
             first = time.perf_counter() - started
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}")
     return time.perf_counter() - started, first
 
 
-def direct(url: str, model: str, tokens: int, stream: bool) -> Send:
-    endpoint = "generate_stream" if stream else "generate"
-    body = {"text_input": PROMPT, "max_tokens": tokens, "stream": stream}
+def direct(model: str, tokens: int, stream: bool) -> Send:
+    path = f"/v2/models/{model}/{'generate_stream' if stream else 'generate'}"
+    body = json.dumps({"text_input": PROMPT, "max_tokens": tokens, "stream": stream}).encode()
 
-    async def send(http: aiohttp.ClientSession) -> tuple[float, float]:
+    async def send(http: Http1Client) -> tuple[float, float]:
         started = time.perf_counter()
-        async with http.post(f"{url}/v2/models/{model}/{endpoint}", json=body) as response:
+        async with http.request("POST", path, body) as response:
             return await _read_stream(response, started)
 
     return send
 
 
-def gateway(url: str, tokens: int, stream: bool) -> Send:
-    body = {"model": "bench", "prompt": PROMPT, "max_tokens": tokens, "stream": stream}
+def gateway(tokens: int, stream: bool) -> Send:
+    body = json.dumps({"model": "bench", "prompt": PROMPT, "max_tokens": tokens, "stream": stream}).encode()
     headers = {"Authorization": f"Bearer {KEY}"}
 
-    async def send(http: aiohttp.ClientSession) -> tuple[float, float]:
+    async def send(http: Http1Client) -> tuple[float, float]:
         started = time.perf_counter()
-        async with http.post(f"{url}/completions", json=body, headers=headers) as response:
+        async with http.request("POST", "/completions", body, headers) as response:
             return await _read_stream(response, started)
 
     return send
 
 
-async def run_round(send: Send, concurrency: int, requests: int, samples: Samples) -> None:
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
+async def run_round(url: str, send: Send, concurrency: int, requests: int, samples: Samples) -> None:
+    http = Http1Client(url, max_idle=concurrency)
+    try:
         await asyncio.gather(*(send(http) for _ in range(concurrency)))  # warm the connections
         queue = list(range(requests))
         totals: list[float] = []
@@ -173,6 +182,8 @@ async def run_round(send: Send, concurrency: int, requests: int, samples: Sample
                 samples.first.append(first)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        await http.close()
     samples.total.extend(totals)
     samples.round_p50.append(statistics.median(totals))
 
@@ -217,10 +228,10 @@ async def bench(
     for stream, concurrency in plans:
         d, g = Samples(), Samples()
         for _ in range(args.rounds):
-            to_triton = direct(triton_url, model, args.tokens, stream)
-            await measured_round(to_triton, concurrency, args.requests, d, triton_pid, pid)
-            through = gateway(gateway_url, args.tokens, stream)
-            await measured_round(through, concurrency, args.requests, g, triton_pid, pid)
+            to_triton = direct(model, args.tokens, stream)
+            await measured_round(triton_url, to_triton, concurrency, args.requests, d, triton_pid, pid)
+            through = gateway(args.tokens, stream)
+            await measured_round(gateway_url, through, concurrency, args.requests, g, triton_pid, pid)
         report("streamed" if stream else "whole", concurrency, d, g, stream)
 
 
@@ -231,7 +242,9 @@ def main() -> int:
     parser.add_argument(
         "--tokens", type=int, default=16, help="max_tokens per request (the model stops at 7)"
     )
-    parser.add_argument("--token-ms", type=float, default=0.0, help="model time per streamed token")
+    parser.add_argument(
+        "--token-ms", type=float, default=0.0, help="time between a stream's tokens (0: at once)"
+    )
     args = parser.parse_args()
     cp = codepilot(args.tokens)
     workdir = Path(tempfile.mkdtemp(prefix="codepilot-bench-api-"))
