@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
 
 from codepilot_operator.api.endpoint import GatewayConfig
+from codepilot_operator.cli.gateway import load_config
+from codepilot_operator.cli.support import UsageError
 from codepilot_operator.loader import InvalidCodePilot
 from codepilot_operator.render import render
 from codepilot_operator.render.gateway import api_url, gateway_config, gateway_name
@@ -100,8 +103,36 @@ def test_the_rendered_config_is_what_the_gateway_command_reads(tmp_path: Path) -
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert (
         result.stderr.strip()
-        == f"error: {bad}: models[0].maxTokens: Input should be greater than or equal to 1"
+        == f"error: --config {bad}: models[0].maxTokens: Input should be greater than or equal to 1"
     )
+
+
+def test_a_gateway_config_file_gets_a_manifests_bounds(tmp_path: Path) -> None:
+    """Written by the operator into a ConfigMap others may edit: one line naming the problem, at a
+    bounded cost, whether the file is JSON (as rendered) or YAML."""
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in itertools.pairwise("abcde")
+    )
+    cases = {
+        "config.json": {
+            "[" * 100_000 + "]" * 100_000: "invalid JSON: recursion limit exceeded",
+            '{"models": [}': "invalid JSON: expected value",
+            "[1, 2]": "expected a mapping of settings, got list",
+        },
+        "config.yaml": {
+            bomb + "f: *e\n": "more than 100000 nodes once aliases are expanded",
+            "a: 1\na: 2\n": "line 2, column 1: invalid YAML: duplicate key 'a'",
+            "a: 1\n---\nb: 2\n": "expected one mapping of settings, found 2",
+        },
+    }
+    for name, texts in cases.items():
+        path = tmp_path / name
+        for text, expected in texts.items():
+            path.write_text(text)
+            with pytest.raises(UsageError) as exc:
+                load_config(str(path))
+            assert len(exc.value.problems) == 1 and expected in exc.value.problems[0], exc.value.problems
+            assert exc.value.problems[0].startswith(f"--config {path}: ")
 
 
 def test_status_url_is_the_gateway_service_base_url() -> None:

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 from typing import Any
 
-import yaml
-
 from codepilot_operator.api.endpoint import API_PORT, OPS_PORT
-from codepilot_operator.cli.support import UsageError, read_text
+from codepilot_operator.cli.support import UsageError, read_settings
 
 
 def load_config(path: str) -> Any:
@@ -24,15 +21,11 @@ def load_config(path: str) -> Any:
     from codepilot_operator.api.endpoint import GatewayConfig
     from codepilot_operator.loader import validation_problems
 
-    text, source = read_text(path)
-    try:
-        document = yaml.safe_load(text) if not path.endswith(".json") else json.loads(text)
-    except (yaml.YAMLError, ValueError) as exc:
-        raise UsageError(f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    document, source = read_settings(path, "--config")
     try:
         return GatewayConfig.model_validate(document)
     except ValidationError as exc:
-        raise UsageError(*(f"{source}: {problem}" for problem in validation_problems(exc))) from None
+        raise UsageError(*(f"--config {source}: {problem}" for problem in validation_problems(exc))) from None
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -177,30 +177,48 @@ def load_codepilots(paths: Sequence[str], namespace: str | None = None) -> list[
     return codepilots
 
 
+def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
+    """The one mapping of a settings file given as ``flag FILE``, and the name to show in messages.
+
+    The files come from ConfigMaps that others may write, so they get a manifest's bounds: the size
+    (read_text), and for YAML the bounded loader (aliases, depth, duplicate keys with their line); a
+    ``.json`` file is parsed as JSON, whose only other cost is depth (pydantic-core stops past 200).
+    Every problem starts with ``flag FILE:``.
+    """
+    from codepilot_operator.loader import InvalidCodePilot, load_yaml_documents
+
+    try:
+        text, source = read_text(path)
+    except UsageError as exc:
+        raise UsageError(*(f"{flag} {problem}" for problem in exc.problems)) from None
+    if path.endswith(".json"):
+        try:
+            documents = [pydantic_core.from_json(text)]
+        except ValueError as exc:
+            raise UsageError(f"{flag} {source}: invalid JSON: {str(exc).splitlines()[0]}") from None
+    else:
+        try:
+            documents = load_yaml_documents(text, source)
+        except InvalidCodePilot as exc:
+            raise UsageError(*(f"{flag} {problem}" for problem in exc.problems)) from None
+    if len(documents) > 1:
+        raise UsageError(f"{flag} {source}: expected one mapping of settings, found {len(documents)}")
+    document = documents[0] if documents else {}
+    if not isinstance(document, dict):
+        raise UsageError(f"{flag} {source}: expected a mapping of settings, got {type(document).__name__}")
+    return document, source
+
+
 def load_platform(path: str | None) -> PlatformPolicy:
     """The platform's policy from ``--platform FILE`` (the chart's ConfigMap), or the chart's defaults."""
     from pydantic import ValidationError
 
     from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
-    from codepilot_operator.loader import InvalidCodePilot, load_yaml_documents, validation_problems
+    from codepilot_operator.loader import validation_problems
 
     if path is None:
         return DEFAULT_PLATFORM
-    try:
-        text, source = read_text(path)
-    except UsageError as exc:
-        raise UsageError(*(f"--platform {problem}" for problem in exc.problems)) from None
-    try:  # the manifests' bounded reading: the file comes from a ConfigMap others may write
-        documents = load_yaml_documents(text, source)
-    except InvalidCodePilot as exc:
-        raise UsageError(*(f"--platform {problem}" for problem in exc.problems)) from None
-    if len(documents) > 1:
-        raise UsageError(f"--platform {source}: expected one mapping of settings, found {len(documents)}")
-    document = documents[0] if documents else {}
-    if not isinstance(document, dict):
-        raise UsageError(
-            f"--platform {source}: expected a mapping of settings, got {type(document).__name__}"
-        )
+    document, source = read_settings(path, "--platform")
     try:
         return PlatformPolicy.model_validate(document)
     except ValidationError as exc:
