@@ -125,6 +125,23 @@ def test_max_tokens_cuts_the_answer_with_finish_reason_length(lab: Lab) -> None:
     assert answer.usage is not None and answer.usage.completion_tokens == 2
 
 
+def test_a_stop_sequence_ends_the_answer_and_its_usage_there_streamed_or_not(lab: Lab) -> None:
+    """Triton has no stop input: the gateway cuts the text and closes the generation at the stop, so
+    the usage (what the team is charged) counts the tokens generated up to it, whole or streamed."""
+    full = tokens(expected("starcoder_api"))
+    stop_at = next(n for n, token in enumerate(full) if "completed" in token)
+    client = lab.client("sk-team-a")
+    whole = client.completions.create(model="coder", prompt="x", max_tokens=32, stop=["completed"])
+    chunks = list(
+        client.completions.create(model="coder", prompt="x", max_tokens=32, stop="completed", stream=True)
+    )
+    streamed = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert whole.choices[0].text == streamed == "".join(full[:stop_at]) + " "
+    assert whole.choices[0].finish_reason == "stop"
+    assert whole.usage is not None and chunks[-1].usage is not None
+    assert whole.usage.completion_tokens == chunks[-1].usage.completion_tokens == stop_at + 1 < len(full)
+
+
 def test_more_than_max_tokens_is_a_clear_400(lab: Lab) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         lab.client("sk-team-a").completions.create(model="coder", prompt="x", max_tokens=MAX_TOKENS + 1)

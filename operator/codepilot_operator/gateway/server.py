@@ -252,13 +252,35 @@ class Gateway:
         return TextRequest(generation.prompt, generation.max_tokens, generation.suffix, generation.parameters)
 
     async def _whole(self, served: Served, generation: Generation, outcome: Outcome) -> web.Response:
-        piece = await served.triton.generate(served.config.triton_model, self._text_request(generation))
-        outcome.add(piece)
         scanner = StopScanner(generation.stop)
-        text = scanner.feed(piece.text) + scanner.flush()
+        if generation.stop:
+            text = await self._until_stop(served, generation, scanner, outcome)
+        else:
+            piece = await served.triton.generate(served.config.triton_model, self._text_request(generation))
+            outcome.add(piece)
+            text = scanner.feed(piece.text)
         reason = protocol.finish_reason(scanner.stopped, outcome.completion_tokens, generation.max_tokens)
         doc = protocol.answer(generation, protocol.new_id(generation), text, reason, outcome.counts)
         return web.Response(body=protocol.encode(doc), headers=JSON_HEADERS)
+
+    async def _until_stop(
+        self, served: Served, generation: Generation, scanner: StopScanner, outcome: Outcome
+    ) -> str:
+        """A whole answer that may end at a stop sequence, read from Triton as a stream and closed at
+        the stop (which cancels the generation): Triton has no stop input, so one /generate call would
+        run to max_tokens, and the team would be charged for tokens it never gets."""
+        parts = []
+        batches = served.triton.stream(served.config.triton_model, self._text_request(generation))
+        try:
+            async for batch in batches:
+                for piece in batch.pieces:
+                    outcome.add(piece)
+                    parts.append(scanner.feed(piece.text))
+                    if scanner.stopped:
+                        return "".join(parts)
+        finally:
+            await batches.aclose()
+        return "".join(parts) + scanner.flush()
 
     async def _stream(
         self,
