@@ -255,3 +255,25 @@ async def test_headers_are_sent_as_given_and_a_line_break_in_one_is_refused() ->
         finally:
             await client.close()
     assert seen == ["Bearer k"]
+
+
+@pytest.mark.asyncio
+async def test_a_connection_is_retired_max_age_after_it_opened_so_a_service_balances_anew() -> None:
+    """Reused while young, however busy; past max_age the next request opens a new connection (which
+    kube-proxy sends to any Ready pod, a canary's too)."""
+    peers: list[object] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(text="ok")
+
+    async for url in aiohttp_server({"/x": echo}):
+        client = Http1Client(url, max_age=1.0)
+        try:
+            for pause in (0.0, 0.0, 1.2, 0.0):
+                await asyncio.sleep(pause)
+                async with client.request("POST", "/x", b"{}") as response:
+                    assert await response.read() == b"ok"
+        finally:
+            await client.close()
+    assert peers[0] == peers[1] != peers[2] == peers[3]

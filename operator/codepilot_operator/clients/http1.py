@@ -44,6 +44,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
+        self.opened = asyncio.get_running_loop().time()
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self.begin()
@@ -239,6 +240,7 @@ class Http1Client:
         connect_timeout: float = 5.0,
         keepalive: float = 60.0,
         max_idle: int = 64,
+        max_age: float = 30.0,
     ):
         url = urlsplit(base_url)
         tls = url.scheme == "https"
@@ -246,7 +248,7 @@ class Http1Client:
         self.prefix = url.path.rstrip("/")
         self.host_header = host or url.netloc.rpartition("@")[2]
         self.timeout, self.connect_timeout, self.keepalive = timeout, connect_timeout, keepalive
-        self.max_idle = max_idle
+        self.max_idle, self.max_age = max_idle, max_age
         self._tls = ssl.create_default_context() if tls else None
         self._idle: list[_Connection] = []
 
@@ -266,7 +268,11 @@ class Http1Client:
         now = loop.time()
         while self._idle and not fresh:
             connection = self._idle.pop()
-            if not connection.lost and now - connection.idle_since < self.keepalive:
+            if (
+                not connection.lost
+                and now - connection.idle_since < self.keepalive
+                and self._young(connection, now)
+            ):
                 return connection, True
             connection.close()
         host, port = self.address
@@ -282,12 +288,25 @@ class Http1Client:
     def release(self, connection: _Connection) -> None:
         """Back to the pool when its answer was read to the end and the server keeps it open."""
         connection.active = False
+        now = asyncio.get_running_loop().time()
         reusable = connection.complete and connection.keep_alive and not connection.lost
-        if reusable and not connection.body and len(self._idle) < self.max_idle:
-            connection.idle_since = asyncio.get_running_loop().time()
+        if (
+            reusable
+            and not connection.body
+            and self._young(connection, now)
+            and len(self._idle) < self.max_idle
+        ):
+            connection.idle_since = now
             self._idle.append(connection)
         else:
             connection.close()
+
+    def _young(self, connection: _Connection, now: float) -> bool:
+        """Whether a connection may carry another request. A Service balances connections, not
+        requests: kept alive for ever, the connections opened before a canary's pods were Ready would
+        never reach them, so each is retired ``max_age`` after it opened and its successor is balanced
+        anew."""
+        return now - connection.opened < self.max_age
 
     async def close(self) -> None:
         while self._idle:
