@@ -74,6 +74,38 @@ def test_the_value_the_old_crd_default_stored_follows_the_platform_image() -> No
     assert spec_violations("spec", legacy, PLATFORM) == []
 
 
+def _gateway_image(cp: Any, platform: PlatformPolicy = DEFAULT_PLATFORM) -> str:
+    objects = render(cp, platform=platform)
+    (gateway,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api")]
+    return str(gateway["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_the_gateway_runs_the_platform_image_like_the_fetcher() -> None:
+    """The gateway is the operator's code too: the chart's image (registry, mirror, digest) and a helm
+    upgrade reach it; the CRD stores no default, and the old CRD's stored default follows the platform."""
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert "default" not in schema["properties"]["spec"]["properties"]["api"]["properties"]["image"]
+    api = {"enabled": True, "keySecrets": ["team-a"]}
+    assert _gateway_image(codepilot(**{"spec.api": api})) == DEFAULT_FETCHER_IMAGE
+    assert _gateway_image(codepilot(**{"spec.api": api}), PLATFORM) == PLATFORM.fetcher_image
+    legacy = codepilot(**{"spec.api": {**api, "image": "codepilot/codepilot-operator:0.1.0"}})
+    assert _gateway_image(legacy, PLATFORM) == PLATFORM.fetcher_image
+    assert spec_violations("spec", legacy, PLATFORM) == []
+    allowed = codepilot(**{"spec.api": {**api, "image": "ghcr.io/acme/fetch:2"}})
+    assert _gateway_image(allowed, PLATFORM) == "ghcr.io/acme/fetch:2"
+    assert spec_violations("spec", allowed, PLATFORM) == []
+
+
+def test_a_gateway_image_the_platform_does_not_allow_is_refused() -> None:
+    """It would receive every team's API keys."""
+    cp = codepilot(**{"spec.api": {"enabled": True, "image": "attacker.example/grab-keys:1"}})
+    violations = spec_violations("spec", cp, PLATFORM)
+    assert [(v.path, v.reason) for v in violations] == [("spec.api.image", Reason.IMAGE_NOT_ALLOWED)]
+    assert "API keys" in str(violations[0]) and "policy.fetcherImages" in str(violations[0])
+    disabled = codepilot(**{"spec.api": {"enabled": False, "image": "attacker.example/grab-keys:1"}})
+    assert spec_violations("spec", disabled, PLATFORM) == []
+
+
 def test_render_cli_takes_the_platform_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = tmp_path / "cp.yaml"
     manifest.write_text(

@@ -121,7 +121,8 @@ class PlatformPolicy(BaseModel):
     )
 
     def fetcher_image_for(self, requested: str | None) -> str:
-        """The image the fetcher runs: the CodePilot's override, else the platform's."""
+        """The image a container running the operator's code (the fetcher, the gateway) runs: the
+        CodePilot's override, else the platform's."""
         if requested is None or requested in SCHEMA_DEFAULT_FETCHER_IMAGES:
             return self.fetcher_image
         return requested

@@ -52,7 +52,6 @@ DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
 DEFAULT_SNAPSHOT_PREFIX = "codepilot-snapshots"
-DEFAULT_GATEWAY_IMAGE = "codepilot/codepilot-operator:0.1.0"
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -698,8 +697,13 @@ class ApiSpec(SpecModel):
         )
     )
     replicas: Annotated[Int, Field(ge=1, le=100)] = Field(default=1, description="Gateway replicas.")
-    image: Image = Field(
-        default=DEFAULT_GATEWAY_IMAGE, description="Image of the gateway (the operator's own image)."
+    # No schema default, like runtime.fetcherImage: a helm upgrade's image must reach every CodePilot.
+    image: Image | None = Field(
+        default=None,
+        description=(
+            "Image of the gateway (codepilot gateway); default: the operator's own image. It holds every "
+            "team's API keys: an override must be one the platform allows (chart policy.fetcherImages)."
+        ),
     )
 
 

@@ -121,6 +121,17 @@ def spec_violations(prefix: str, cp: CodePilot, platform: PlatformPolicy) -> lis
                 f"ask the platform team to allow it (chart value policy.fetcherImages)",
             )
         )
+    gateway_image = platform.fetcher_image_for(cp.spec.api.image)
+    if cp.spec.api.enabled and not platform.allows_fetcher_image(gateway_image):
+        found.append(
+            Violation(
+                f"{prefix}.api.image",
+                Reason.IMAGE_NOT_ALLOWED,
+                f"image {gateway_image} is not one the platform allows for the API gateway, which holds the "
+                f"teams' API keys; remove the field to run the operator's image ({platform.fetcher_image}), "
+                f"or ask the platform team to allow it (chart value policy.fetcherImages)",
+            )
+        )
     if not platform.allows_service_account(runtime.service_account_name):
         found.append(
             Violation(

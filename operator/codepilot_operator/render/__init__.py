@@ -53,5 +53,5 @@ def render(
     objects.extend(route_objects(cp, versions))
     objects.append(pod_disruption_budget(cp))
     objects.extend(monitoring_objects(cp, versions))
-    objects.extend(gateway_objects(cp))
+    objects.extend(gateway_objects(cp, platform))
     return objects

@@ -28,6 +28,7 @@ from codepilot_operator.api.endpoint import (
     GatewayModel,
 )
 from codepilot_operator.api.fields import parse_duration
+from codepilot_operator.api.platform import DEFAULT_PLATFORM, PlatformPolicy
 from codepilot_operator.render.deployment import HTTP_PORT
 from codepilot_operator.render.names import (
     LABEL_CODEPILOT,
@@ -134,10 +135,10 @@ def _probe(path: str, period: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "metrics"}, "periodSeconds": period, "timeoutSeconds": 3}
 
 
-def _container(cp: CodePilot) -> dict[str, Any]:
+def _container(cp: CodePilot, platform: PlatformPolicy) -> dict[str, Any]:
     return {
         "name": COMPONENT_GATEWAY,
-        "image": cp.spec.api.image,
+        "image": platform.fetcher_image_for(cp.spec.api.image),
         "imagePullPolicy": cp.spec.runtime.image_pull_policy,
         "command": ["codepilot"],
         "args": [
@@ -170,7 +171,7 @@ def _container(cp: CodePilot) -> dict[str, Any]:
     }
 
 
-def deployment(cp: CodePilot) -> dict[str, Any]:
+def deployment(cp: CodePilot, platform: PlatformPolicy = DEFAULT_PLATFORM) -> dict[str, Any]:
     labels = _labels(cp)
     config_hash = hashlib.sha256(config_text(cp).encode()).hexdigest()[:16]
     pod: dict[str, Any] = {
@@ -184,7 +185,7 @@ def deployment(cp: CodePilot) -> dict[str, Any]:
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 45,  # in-flight requests get the gateway's 30 s to finish
-        "containers": [_container(cp)],
+        "containers": [_container(cp, platform)],
         "volumes": [{"name": "config", "configMap": {"name": gateway_name(cp)}}, _keys_volume(cp)],
     }
     if cp.spec.runtime.image_pull_secrets:
@@ -236,10 +237,10 @@ def service_monitor(cp: CodePilot) -> dict[str, Any]:
     }
 
 
-def gateway_objects(cp: CodePilot) -> list[dict[str, Any]]:
+def gateway_objects(cp: CodePilot, platform: PlatformPolicy = DEFAULT_PLATFORM) -> list[dict[str, Any]]:
     if not cp.spec.api.enabled:
         return []
-    objects = [config_map(cp), deployment(cp), service(cp)]
+    objects = [config_map(cp), deployment(cp, platform), service(cp)]
     if cp.spec.alerts.enabled:
         objects.append(service_monitor(cp))
     return objects
