@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,24 @@ def test_streaming_arrives_chunk_by_chunk_with_usage(lab: Lab) -> None:
     assert finals == ["stop"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (3, len(texts))
+
+
+def test_each_token_reaches_the_client_as_the_model_sends_it(lab: Lab) -> None:
+    """Not held back until the answer is complete: with the model's tokens 0.3 s apart, the first chunk
+    arrives long before the last (through a gateway that buffered they would arrive together)."""
+    set_behaviour(lab.triton, token_seconds=0.3)
+    try:
+        arrivals = [
+            time.monotonic()
+            for chunk in lab.client("sk-team-a").completions.create(
+                model="coder", prompt="x", max_tokens=32, stream=True
+            )
+            if chunk.choices and chunk.choices[0].text
+        ]
+    finally:
+        set_behaviour(lab.triton)  # back to answering at once
+    assert len(arrivals) == len(tokens(expected("starcoder_api")))
+    assert arrivals[-1] - arrivals[0] > 1.0  # six gaps of 0.3 s
 
 
 def test_streamed_chat_without_include_usage_still_reports_usage(lab: Lab) -> None:

@@ -45,10 +45,13 @@ def scraped(triton_codepilot: CodePilot, tmp_path_factory: pytest.TempPathFactor
         server.wait_for('up{job="triton"} == 1')
         server.wait_for('nv_inference_request_success{namespace="team-a", codepilot="coder"}')
         traffic = send_traffic(triton)
-        server.wait_for(
-            'sum(nv_inference_request_success{namespace="team-a", codepilot="coder"})',
-            lambda r: bool(r) and float(r[0]["value"][1]) >= traffic.success,
-        )
+        # both counters: the failing requests go last, so a scrape can hold every success and not
+        # yet the failures (the error ratio was then half what was sent)
+        for counter, sent in (("success", traffic.success), ("failure", traffic.failed)):
+            server.wait_for(
+                f'sum(nv_inference_request_{counter}{{namespace="team-a", codepilot="coder"}})',
+                lambda r, sent=sent: bool(r) and float(r[0]["value"][1]) >= sent,
+            )
         yield Scraped(server, traffic, triton_codepilot)
     finally:
         server.stop()
