@@ -27,6 +27,7 @@ from codepilot_operator.api.endpoint import (
 from codepilot_operator.render import render
 from codepilot_operator.render.configmap import CONFIG_KEY
 from codepilot_operator.render.tritonconfig import weights_dir
+from codepilot_operator.tritonsteps import TEXT_STEPS_SOURCE
 from tests.helpers import codepilot
 
 ModelConfig = Any
@@ -40,7 +41,9 @@ def _configs(**overrides: Any) -> tuple[dict[str, ModelConfig], dict[str, Any], 
     ]
     (deployment,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "coder-v1"]
     parsed = {}
-    for text in config_map["data"].values():
+    for key, text in config_map["data"].items():
+        if not key.endswith(".pbtxt"):
+            continue  # the text steps' model.py and the engine's version directory (test below)
         config = text_format.Parse(text, model_config_pb2.ModelConfig())
         parsed[config.name] = config
     return parsed, config_map, deployment
@@ -139,8 +142,13 @@ def test_each_composing_config_is_mounted_where_triton_looks_for_it() -> None:
         "/models/preprocessing/config.pbtxt": "preprocessing.pbtxt",
         "/models/tensorrt_llm/config.pbtxt": "tensorrt_llm.pbtxt",
         "/models/postprocessing/config.pbtxt": "postprocessing.pbtxt",
+        # the operator's model.py for both text steps; the engine's version directory only has to exist
+        "/models/preprocessing/1/model.py": "textsteps.py",
+        "/models/postprocessing/1/model.py": "textsteps.py",
+        "/models/tensorrt_llm/1/README.txt": "tensorrt_llm-version.txt",
     }
     assert set(mounts.values()) == set(config_map["data"])
+    assert config_map["data"]["textsteps.py"] == TEXT_STEPS_SOURCE
 
 
 @pytest.mark.parametrize("backend", ["python", "onnxruntime"])

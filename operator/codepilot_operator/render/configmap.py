@@ -7,7 +7,7 @@ from typing import Any
 from codepilot_operator.api import CodePilot
 from codepilot_operator.render.names import object_meta, version_labels, version_name
 from codepilot_operator.render.served import ServedVersion
-from codepilot_operator.render.tritonconfig import composing_configs, model_config
+from codepilot_operator.render.tritonconfig import composing_configs, composing_files, model_config
 
 CONFIG_KEY = "config.pbtxt"
 
@@ -29,5 +29,6 @@ def model_config_map(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
         "data": {
             CONFIG_KEY: model_config(cp),
             **{composing_key(n): t for n, t in composing_configs(cp).items()},
+            **composing_files(cp)[0],
         },
     }

@@ -37,7 +37,7 @@ from codepilot_operator.render.fetcher import (
 )
 from codepilot_operator.render.names import object_meta, version_labels, version_name, version_selector_labels
 from codepilot_operator.render.served import ServedVersion
-from codepilot_operator.render.tritonconfig import composing_configs, model_dir, weights_dir
+from codepilot_operator.render.tritonconfig import composing_configs, composing_files, model_dir, weights_dir
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -159,6 +159,15 @@ def triton_container(cp: CodePilot, served: ServedVersion) -> dict[str, Any]:
                     "readOnly": True,
                 }
                 for name in composing_configs(cp)
+            ),
+            *(
+                {
+                    "name": MODEL_CONFIG_VOLUME,
+                    "mountPath": f"{MODEL_REPOSITORY}/{path}",
+                    "subPath": key,
+                    "readOnly": True,
+                }
+                for path, key in composing_files(cp)[1].items()
             ),
             {"name": SHM_VOLUME, "mountPath": SHM_DIR},
             {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_DIR},

@@ -26,11 +26,19 @@ from codepilot_operator.api.endpoint import (
     TEXT_OUTPUT,
 )
 from codepilot_operator.render.pbtxt import batching, block, parameter, quote, tensor
+from codepilot_operator.tritonsteps import TEXT_STEPS_SOURCE
 
 PREPROCESSING = "preprocessing"
 ENGINE = "tensorrt_llm"
 POSTPROCESSING = "postprocessing"
 COMPOSING_MODELS = (PREPROCESSING, ENGINE, POSTPROCESSING)
+# ConfigMap keys of the files the steps need besides their config.pbtxt
+TEXT_STEPS_KEY = "textsteps.py"
+ENGINE_VERSION_KEY = "tensorrt_llm-version.txt"
+ENGINE_VERSION_NOTE = (
+    "Triton wants a version directory for every model; the engine itself is read from the weight "
+    "snapshot (the gpt_model_path parameter).\n"
+)
 OPTIONAL = " optional: true"
 SCALAR = " reshape: { shape: [ ] }"
 
@@ -196,6 +204,19 @@ def postprocessing(cp: CodePilot, tokenizer_dir: str) -> str:
         "instance_group [ { count: 1 kind: KIND_CPU } ]",
     ]
     return "\n".join(lines) + "\n"
+
+
+def step_files() -> tuple[dict[str, str], dict[str, str]]:
+    """The steps' files besides their config.pbtxt: ConfigMap data by key, and the key of each path in
+    the model repository. Both text steps run the operator's model.py (tritonsteps/textsteps.py, which
+    declares exactly the tensors above); the engine's version directory only has to exist."""
+    data = {TEXT_STEPS_KEY: TEXT_STEPS_SOURCE, ENGINE_VERSION_KEY: ENGINE_VERSION_NOTE}
+    paths = {
+        f"{PREPROCESSING}/1/model.py": TEXT_STEPS_KEY,
+        f"{POSTPROCESSING}/1/model.py": TEXT_STEPS_KEY,
+        f"{ENGINE}/1/README.txt": ENGINE_VERSION_KEY,
+    }
+    return data, paths
 
 
 def composing_configs(cp: CodePilot, weights: str) -> dict[str, str]:

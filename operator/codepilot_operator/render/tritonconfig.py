@@ -92,6 +92,14 @@ def composing_configs(cp: CodePilot) -> dict[str, str]:
     return {}
 
 
+def composing_files(cp: CodePilot) -> tuple[dict[str, str], dict[str, str]]:
+    """Further files of those models (the TensorRT-LLM text steps' model.py): ConfigMap data by key, and
+    the key mounted at each path under the model repository."""
+    if cp.spec.model.backend is Backend.TENSORRTLLM:
+        return ensemble.step_files()
+    return {}, {}
+
+
 def model_config(cp: CodePilot) -> str:
     """config.pbtxt for the CodePilot's model and backend: what clients and the gateway call."""
     if cp.spec.model.backend is Backend.TENSORRTLLM:
