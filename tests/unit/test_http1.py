@@ -159,7 +159,7 @@ async def test_a_body_larger_than_the_read_buffer_arrives_whole_when_read_slowly
             await client.close()
 
 
-async def _keep_alive_then(second: bytes) -> AsyncIterator[tuple[str, list[int]]]:
+async def _keep_alive_then(second: bytes, delay: float = 0.0) -> AsyncIterator[tuple[str, list[int]]]:
     """Answers each connection's first request with a kept-alive 200 ``first``; its second request gets
     ``second`` and the connection closes (``b""``: closed unanswered, as a server's idle timeout
     crossing the request does). Yields the URL and the number of requests each connection read."""
@@ -175,6 +175,7 @@ async def _keep_alive_then(second: bytes) -> AsyncIterator[tuple[str, list[int]]
             await writer.drain()
             await reader.readuntil(b"\r\n\r\n")
             counts[index] += 1
+            await asyncio.sleep(delay)  # working on it
             writer.write(second)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -226,6 +227,23 @@ async def test_a_kept_alive_connection_closed_mid_answer_is_not_sent_again(parti
 
 
 @pytest.mark.asyncio
+async def test_a_kept_alive_connection_closed_unanswered_after_a_while_is_not_sent_again() -> None:
+    """Closed 0.3 s after the request arrived, the server read it and may have run it (a Triton pod
+    killed mid-generation): sending it again would run it twice."""
+    async for url, counts in _keep_alive_then(b"", delay=0.3):
+        client = Http1Client(url)
+        try:
+            async with client.request("POST", "/v2/x", b"{}") as response:
+                await response.read()
+            with pytest.raises(Unreachable, match="before the answer was complete"):
+                async with client.request("POST", "/v2/x", b"{}"):
+                    pass
+        finally:
+            await client.close()
+        assert counts == [2]
+
+
+@pytest.mark.asyncio
 async def test_a_new_connection_closed_unanswered_is_unreachable_without_a_second_try() -> None:
     async for url in _raw_server(b""):
         client = Http1Client(url)
@@ -252,6 +270,8 @@ async def test_headers_are_sent_as_given_and_a_line_break_in_one_is_refused() ->
                 assert await response.read() == b"ok"
             with pytest.raises(ValueError, match="line break"):
                 client.request("POST", "/x", b"{}", {"Authorization": "Bearer k\r\nX-Evil: 1"})
+            with pytest.raises(ValueError, match="content-length itself"):
+                client.request("POST", "/x", b"{}", {"Content-Length": "0"})
         finally:
             await client.close()
     assert seen == ["Bearer k"]

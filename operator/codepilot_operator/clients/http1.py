@@ -8,8 +8,9 @@ this. It does only what those calls need: a request with a body, an answer frame
 chunked encoding or the end of the connection, read as it arrives; a connection is reused while the
 server keeps it alive, and closed when its answer was not read to the end (for Triton, closing a
 streamed generation is what cancels it). A request sent on a kept-alive connection that the server
-closed before a byte of its answer (its idle timeout crossing the request) goes once more on a new
-connection; once any byte came back it never does, since the server may have run it.
+closed right away, before a byte of its answer (its idle timeout crossing the request), goes once more
+on a new connection; closed later or after any byte came back, it never does, since the server may
+have run it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ import httptools
 
 # Past this much unread body the connection stops reading until the caller catches up.
 MAX_BUFFERED = 1024 * 1024
+# A kept-alive connection closed this soon after a request went out, with nothing answered, was closed
+# by the server as idle while the request travelled (it never read it): the request goes once more.
+# Closed later, the server may have read and run it (a generation), so it is not sent twice.
+IDLE_CLOSE_RACE = 0.1
+# Headers the client writes itself; a caller's copy would make a second, conflicting one.
+OWN_HEADERS = frozenset({"host", "content-type", "content-length", "transfer-encoding"})
 
 
 class Unreachable(Exception):
@@ -36,7 +43,7 @@ class Malformed(Exception):
 
 
 class _ClosedUnanswered(Unreachable):
-    """The connection closed before a byte of the answer arrived."""
+    """The connection closed right after the request went out, before a byte of the answer."""
 
 
 class _Connection(asyncio.Protocol):
@@ -57,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.buffered = 0
         self.received = False
+        self.sent_at = 0.0
         self.failure: Exception | None = None
 
     # -- asyncio's callbacks -------------------------------------------------------------------------
@@ -84,7 +92,8 @@ class _Connection(asyncio.Protocol):
                 self.complete = True  # a body without a length ends with the connection
             elif self.failure is None:
                 why = f": {exc}" if exc else ""
-                kind = Unreachable if self.received else _ClosedUnanswered
+                soon = asyncio.get_running_loop().time() - self.sent_at < IDLE_CLOSE_RACE
+                kind = _ClosedUnanswered if soon and not self.received else Unreachable
                 self.failure = kind(f"the connection closed before the answer was complete{why}")
         self._wake()
 
@@ -212,6 +221,7 @@ class _Exchange:
         try:
             assert connection.transport is not None
             connection.transport.write(head.encode() + self._body)
+            connection.sent_at = asyncio.get_running_loop().time()
             while not connection.headers_done:
                 if connection.failure is not None:
                     raise connection.failure
@@ -259,6 +269,8 @@ class Http1Client:
         lines = [f"{name}: {value}" for name, value in (headers or {}).items()]
         if any("\r" in line or "\n" in line for line in lines):
             raise ValueError("a header name or value holds a line break")
+        if own := OWN_HEADERS & {name.lower() for name in headers or {}}:
+            raise ValueError(f"the client writes {', '.join(sorted(own))} itself")
         extra = "".join(line + "\r\n" for line in lines)
         return _Exchange(self, method, path, body, extra)
 
