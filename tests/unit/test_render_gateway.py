@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from cloudcoil.models.prometheus_operator import v1 as prometheus_v1
+from pydantic import ValidationError
 
 from codepilot_operator.api.endpoint import GatewayConfig
 from codepilot_operator.cli.gateway import load_config
@@ -118,6 +120,8 @@ def test_a_gateway_config_file_gets_a_manifests_bounds(tmp_path: Path) -> None:
             "[" * 100_000 + "]" * 100_000: "invalid JSON: recursion limit exceeded",
             '{"models": [}': "invalid JSON: expected value",
             "[1, 2]": "expected a mapping of settings, got list",
+            '{"keysDir": "/keys", "keysDir": "/etc"}': "duplicate key 'keysDir'",
+            '{"requestTimeoutSeconds": Infinity}': "invalid JSON",
         },
         "config.yaml": {
             bomb + "f: *e\n": "more than 100000 nodes once aliases are expanded",
@@ -163,3 +167,13 @@ def test_a_model_version_named_like_the_gateway_is_refused() -> None:
     with pytest.raises(InvalidCodePilot, match=r"model\.version 'api' would name"):
         codepilot(**{"spec.api": API, "spec.model.version": "api"})
     assert gateway_name(codepilot()) == "coder-api"
+
+
+def test_an_infinite_timeout_in_the_gateway_config_is_refused() -> None:
+    """A YAML file may say .inf where JSON cannot: a request or queue wait that never ends."""
+    data = json.loads(_objects()[("ConfigMap", "coder-api")]["data"]["config.json"])
+    for field, parent in (("requestTimeoutSeconds", data), ("queueTimeoutSeconds", data["models"][0])):
+        parent[field] = float("inf")
+        with pytest.raises(ValidationError, match="finite number"):
+            GatewayConfig.model_validate(data)
+        parent[field] = 30.0

@@ -38,7 +38,10 @@ TPM_FILE = "tokens-per-minute"
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    # no inf/nan: an infinite timeout or queue wait would be a request that never ends
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class GatewayModel(_Config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import json
 import os
 import secrets
 import stat
@@ -193,9 +194,11 @@ def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
         raise UsageError(*(f"{flag} {problem}" for problem in exc.problems)) from None
     if path.endswith(".json"):
         try:
-            documents = [pydantic_core.from_json(text)]
+            documents = [pydantic_core.from_json(text, allow_inf_nan=False)]
         except ValueError as exc:
             raise UsageError(f"{flag} {source}: invalid JSON: {str(exc).splitlines()[0]}") from None
+        if duplicate := _duplicate_json_key(text):  # within pydantic-core's depth bound by now
+            raise UsageError(f"{flag} {source}: duplicate key {duplicate!r} (JSON keeps only the last)")
     else:
         try:
             documents = load_yaml_documents(text, source)
@@ -207,6 +210,20 @@ def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
     if not isinstance(document, dict):
         raise UsageError(f"{flag} {source}: expected a mapping of settings, got {type(document).__name__}")
     return document, source
+
+
+def _duplicate_json_key(text: str) -> str | None:
+    """The first key an object of ``text`` holds twice, if any (a second value silently wins)."""
+    found: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in items]
+        if not found and len(set(keys)) != len(keys):
+            found.append(next(key for n, key in enumerate(keys) if key in keys[:n]))
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found[0] if found else None
 
 
 def load_platform(path: str | None) -> PlatformPolicy:
