@@ -183,7 +183,21 @@ def test_postprocessing_decodes_only_the_sequence_length_and_drops_the_end_token
     assert result["OUTPUT"].tolist() == [[b" return n"]]
 
 
+def test_an_empty_prompt_the_tokenizer_makes_nothing_of_is_refused() -> None:
+    """With no BOS token (StarCoder's, Qwen's) an empty prompt is no tokens, which the engine cannot
+    start from: refused (Triton's error, the gateway's 400), not sent as one padding token."""
+    no_bos = _tokenizer()
+    no_bos.post_processor = None
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        textsteps.encode_batch(no_bos, ["def f():", ""], True, 0)
+    ids, lengths = textsteps.encode_batch(_tokenizer(), [""], True, 0)  # with BOS: a prompt of one
+    assert lengths.tolist() == [[1]] and ids.tolist() == [[_tokenizer().token_to_id("<s>")]]
+
+
 def test_a_snapshot_without_an_end_token_is_refused_naming_the_file(tmp_path: Path) -> None:
     _tokenizer().save(str(tmp_path / "tokenizer.json"))
-    with pytest.raises(ValueError, match=r"tokenizer_config.json: no eos_token"):
+    with pytest.raises(ValueError, match=r"tokenizer_config.json is missing \(it names the eos_token\)"):
+        textsteps.load_tokenizer(str(tmp_path))
+    (tmp_path / "tokenizer_config.json").write_text('{"bos_token": "<s>"}')
+    with pytest.raises(ValueError, match=r"tokenizer_config.json names no eos_token"):
         textsteps.load_tokenizer(str(tmp_path))

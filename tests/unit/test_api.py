@@ -64,6 +64,7 @@ def _problems(doc: dict) -> list[str]:
         ({"metadata.name": "1coder"}, "metadata.name: "),
         ({"metadata.name": "c" * 64}, "metadata.name: "),
         ({"spec.runtime.gpus": 0}, "spec: the tensorrtllm backend needs runtime.gpus >= 1"),
+        ({"spec.runtime.maxBatchSize": 0}, "spec: the tensorrtllm backend needs runtime.maxBatchSize >= 1"),
         (
             {"spec.runtime.resources": {"requests": {"memory": "16Gi"}, "limits": {"memory": "8Gi"}}},
             "spec.runtime.resources: requests.memory (16Gi) must not exceed limits.memory (8Gi)",

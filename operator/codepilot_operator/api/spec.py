@@ -715,6 +715,10 @@ class CodePilotSpec(SpecModel):
                 "the tensorrtllm backend needs runtime.gpus >= 1",
             ),
             (
+                "self.model.backend != 'tensorrtllm' || self.runtime.maxBatchSize >= 1",
+                "the tensorrtllm backend needs runtime.maxBatchSize >= 1",
+            ),
+            (
                 "self.rollout.traffic.maxSurge >= 1 || self.autoscaling.minReplicas >= 2",
                 "rollout.traffic.maxSurge 0 needs autoscaling.minReplicas >= 2",
             ),
@@ -766,6 +770,16 @@ class CodePilotSpec(SpecModel):
     def _trtllm_needs_gpu(self) -> Self:
         if self.model.backend is Backend.TENSORRTLLM and self.runtime.gpus < 1:
             raise ValueError("the tensorrtllm backend needs runtime.gpus >= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _trtllm_needs_batching(self) -> Self:
+        # inflight batching and the ensemble's text steps take [batch, ...] tensors
+        if self.model.backend is Backend.TENSORRTLLM and self.runtime.max_batch_size < 1:
+            raise ValueError(
+                "the tensorrtllm backend needs runtime.maxBatchSize >= 1 (inflight batching, and the "
+                "ensemble's tensors have a batch dimension)"
+            )
         return self
 
     @model_validator(mode="after")

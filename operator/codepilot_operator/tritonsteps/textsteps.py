@@ -46,7 +46,8 @@ def load_tokenizer(directory: str) -> tuple[Any, int, int]:
             config = json.load(handle)
     end_id = special_id(tokenizer, config, "eos_token")
     if end_id is None:
-        raise ValueError(f"{config_path}: no eos_token that {directory}/tokenizer.json knows")
+        what = "names no eos_token" if config else "is missing (it names the eos_token)"
+        raise ValueError(f"{config_path} {what} that {directory}/tokenizer.json knows")
     pad_id = special_id(tokenizer, config, "pad_token")
     return tokenizer, end_id, end_id if pad_id is None else pad_id
 
@@ -59,8 +60,12 @@ def special_id(tokenizer: Any, config: dict[str, Any], name: str) -> int | None:
 
 
 def encode_batch(tokenizer: Any, texts: list[str], add_special_tokens: bool, pad_id: int) -> tuple[Any, Any]:
-    """Token ids of each text, right-padded with ``pad_id`` to the longest, and each one's length."""
+    """Token ids of each text, right-padded with ``pad_id`` to the longest, and each one's length; a
+    text of no tokens (an empty prompt, with a tokenizer that adds no BOS) is refused: the engine cannot
+    start from nothing, and a padding token would be generated from while counted as 0 prompt tokens."""
     encoded = [tokenizer.encode(text, add_special_tokens=add_special_tokens).ids for text in texts]
+    if not all(encoded):
+        raise ValueError("the prompt is empty: this model's tokenizer makes no tokens of it")
     width = max((len(ids) for ids in encoded), default=0)
     ids = np.full((len(encoded), max(width, 1)), pad_id, dtype=np.int32)
     for row, values in enumerate(encoded):
@@ -121,7 +126,10 @@ class TritonPythonModel:
     def _preprocess(self, request: Any) -> Any:
         texts = _texts(pb_utils.get_input_tensor_by_name(request, "QUERY").as_numpy())
         output_len = pb_utils.get_input_tensor_by_name(request, "REQUEST_OUTPUT_LEN").as_numpy()
-        ids, lengths = encode_batch(self.tokenizer, texts, self.add_special_tokens, self.pad_id)
+        try:
+            ids, lengths = encode_batch(self.tokenizer, texts, self.add_special_tokens, self.pad_id)
+        except ValueError as exc:
+            return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc)))
         rows = len(texts)
         return pb_utils.InferenceResponse(
             [
