@@ -101,7 +101,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
             "spec.model.backend": backend,
             "spec.runtime.gpus": draw(st.integers(1 if backend == "tensorrtllm" else 0, 8)),
             "spec.runtime.maxTokens": draw(st.integers(1, 131072)),
-            "spec.runtime.maxBatchSize": draw(st.integers(0, 256)),
+            "spec.runtime.maxBatchSize": draw(st.integers(1 if backend == "tensorrtllm" else 0, 256)),
             "spec.runtime.resources": {
                 "requests": {"cpu": cpu_request, "memory": f"{memory_request}Gi"},
                 "limits": {"cpu": cpu_request + draw(st.integers(0, 8)), "memory": f"{memory_request * 2}Gi"},
