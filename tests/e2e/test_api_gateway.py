@@ -143,6 +143,21 @@ def test_a_stop_sequence_ends_the_answer_and_its_usage_there_streamed_or_not(lab
     assert whole.usage.completion_tokens == chunks[-1].usage.completion_tokens == stop_at + 1 < len(full)
 
 
+def test_a_model_failing_mid_answer_is_a_502_whole_or_streamed(lab: Lab) -> None:
+    """After some tokens the model fails: a whole answer read as a stream (it has a stop) is the
+    model's failure, 502, as a stream's error event says, never a 400 the SDKs would not retry."""
+    set_behaviour(lab.triton, fail_after_tokens=2)
+    client = lab.client("sk-team-a")
+    try:
+        with pytest.raises(openai.APIStatusError) as whole:
+            client.completions.create(model="coder", prompt="x", max_tokens=32, stop=["never said"])
+        with pytest.raises(openai.APIError, match="failed while answering"):
+            list(client.completions.create(model="coder", prompt="x", max_tokens=32, stream=True))
+    finally:
+        set_behaviour(lab.triton)
+    assert whole.value.status_code == 502 and "failed while answering" in whole.value.message
+
+
 def test_more_than_max_tokens_is_a_clear_400(lab: Lab) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         lab.client("sk-team-a").completions.create(model="coder", prompt="x", max_tokens=MAX_TOKENS + 1)

@@ -157,6 +157,14 @@ def test_fill_in_the_middle_is_offered_only_where_the_model_takes_a_suffix() -> 
     assert not gateway_config(codepilot(**{"spec.api": API})).models[0].supports_suffix  # tensorrtllm
 
 
+def test_whole_answers_are_read_as_streams_only_where_streamed_pieces_are_exact_text() -> None:
+    """TensorRT-LLM's postprocessing decodes each streamed token alone (a character split over two
+    tokens arrives as U+FFFD): its whole answers with stop sequences stay on /generate."""
+    python = codepilot(**{"spec.api": API, "spec.model.backend": "python", "spec.runtime.gpus": 0})
+    assert gateway_config(python).models[0].stream_stops
+    assert not gateway_config(codepilot(**{"spec.api": API})).models[0].stream_stops  # tensorrtllm
+
+
 def test_an_onnxruntime_model_cannot_have_the_text_endpoint() -> None:
     with pytest.raises(InvalidCodePilot, match="api needs a text model"):
         codepilot(**{"spec.api": API, "spec.model.backend": "onnxruntime", "spec.runtime.gpus": 0})

@@ -55,6 +55,9 @@ class GatewayModel(_Config):
     host: str | None = None  # Host header for a Gateway listener that matches hostnames
     max_tokens: Annotated[int, Field(ge=1)]
     supports_suffix: bool = True  # the model takes the suffix input (fill-in-the-middle)
+    # A whole answer with stop sequences is read as a stream and closed at the stop (the generation
+    # ends there, and usage counts what was generated up to it) where streamed pieces are exact text.
+    stream_stops: bool = True
     max_concurrency: Annotated[int, Field(ge=1)] = 8
     max_queue: Annotated[int, Field(ge=0)] = 64
     queue_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -253,7 +253,7 @@ class Gateway:
 
     async def _whole(self, served: Served, generation: Generation, outcome: Outcome) -> web.Response:
         scanner = StopScanner(generation.stop)
-        if generation.stop:
+        if generation.stop and served.config.stream_stops:
             text = await self._until_stop(served, generation, scanner, outcome)
         else:
             piece = await served.triton.generate(served.config.triton_model, self._text_request(generation))
@@ -267,19 +267,30 @@ class Gateway:
         self, served: Served, generation: Generation, scanner: StopScanner, outcome: Outcome
     ) -> str:
         """A whole answer that may end at a stop sequence, read from Triton as a stream and closed at
-        the stop (which cancels the generation): Triton has no stop input, so one /generate call would
-        run to max_tokens, and the team would be charged for tokens it never gets."""
-        parts = []
+        the stop (which cancels the generation): the text contract has no stop input, so one /generate
+        call would run to max_tokens, and the team would be charged for tokens it never gets.
+
+        It fails as a whole answer does: a failure after the model began is the model's (502, as on a
+        stream), and nothing is charged for an answer the client does not get."""
+        parts: list[str] = []
+        read = Outcome()
         batches = served.triton.stream(served.config.triton_model, self._text_request(generation))
         try:
             async for batch in batches:
                 for piece in batch.pieces:
-                    outcome.add(piece)
+                    read.add(piece)
                     parts.append(scanner.feed(piece.text))
                     if scanner.stopped:
-                        return "".join(parts)
+                        break
+                if scanner.stopped:
+                    break
+        except TritonRequestError as exc:
+            if not read.counts[1] and not parts:
+                raise  # refused before anything was generated: the model's own status
+            raise TritonRequestError(502, f"the model failed while answering: {exc}") from None
         finally:
             await batches.aclose()
+        outcome.add(Piece("", read.prompt_tokens, read.completion_tokens))
         return "".join(parts) + scanner.flush()
 
     async def _stream(

@@ -89,6 +89,9 @@ def gateway_config(cp: CodePilot) -> GatewayConfig:
                 max_tokens=cp.spec.runtime.max_tokens,
                 # the python contract has a suffix input; the TensorRT-LLM ensemble's tokenizer step has not
                 supports_suffix=cp.spec.model.backend is Backend.PYTHON,
+                # TensorRT-LLM's postprocessing decodes each streamed token alone: a character split
+                # over two tokens would arrive garbled in a whole answer read that way
+                stream_stops=cp.spec.model.backend is Backend.PYTHON,
                 max_concurrency=api.max_concurrency,
                 max_queue=api.max_queue,
                 queue_timeout_seconds=parse_duration(api.queue_timeout),
