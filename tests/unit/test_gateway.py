@@ -146,6 +146,13 @@ def test_chat_uses_chatml_and_the_cap_by_default() -> None:
         )
 
 
+@pytest.mark.parametrize("role", [["user"], {"name": "user"}, 5, None])
+def test_a_role_that_is_not_a_string_is_a_400_naming_the_message(role: object) -> None:
+    with pytest.raises(ApiError, match=r"messages\[1\]\.role: expected one of"):
+        messages = [{"role": "user", "content": "a"}, {"role": role, "content": "b"}]
+        protocol.chat_request({"model": "coder", "messages": messages}, CAPS)
+
+
 def test_finish_reason_is_length_only_when_the_cap_was_reached() -> None:
     assert protocol.finish_reason(False, 8, 8) == "length"
     assert protocol.finish_reason(False, 3, 8) == "stop"

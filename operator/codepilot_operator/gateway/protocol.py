@@ -195,7 +195,7 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         if not isinstance(message, dict):
             raise invalid(f"messages[{index}]", "expected an object")
         role = message.get("role")
-        if role not in CHAT_ROLES:
+        if not isinstance(role, str) or role not in CHAT_ROLES:  # a list or object is unhashable
             raise invalid(f"messages[{index}].role", f"expected one of {', '.join(sorted(CHAT_ROLES))}")
         turns.append((str(role), _content(message, index)))
     if body.get("tools"):
