@@ -122,6 +122,7 @@ def test_a_completion_request_becomes_a_generation() -> None:
         ({"model": "coder", "prompt": "x", "stop": ["a"] * 5}, 400, "stop: at most 4"),
         ({"model": "coder", "prompt": "x", "max_tokens": "8"}, 400, "max_tokens: expected an integer"),
         (["not", "an", "object"], 400, "the request body must be a JSON object"),
+        ({"model": "coder", "prompt": "x", "best_of": 3}, 400, "best_of: only best_of=1"),
     ],
 )
 def test_bad_completion_requests_get_one_clear_message(body: object, status: int, message: str) -> None:
@@ -144,6 +145,13 @@ def test_chat_uses_chatml_and_the_cap_by_default() -> None:
             {"model": "coder", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100},
             CAPS,
         )
+
+
+def test_chat_refuses_logprobs_instead_of_answering_without_them() -> None:
+    body = {"model": "coder", "messages": [{"role": "user", "content": "a"}]}
+    with pytest.raises(ApiError, match="logprobs: not supported"):
+        protocol.chat_request({**body, "logprobs": True}, CAPS)
+    assert protocol.chat_request({**body, "logprobs": False}, CAPS).prompt
 
 
 @pytest.mark.parametrize("role", [["user"], {"name": "user"}, 5, None])

@@ -143,6 +143,8 @@ def completion_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         raise invalid("echo", "not supported")
     if body.get("logprobs") is not None:
         raise invalid("logprobs", "not supported")
+    if _int(body, "best_of", 1) != 1:
+        raise invalid("best_of", "only best_of=1 is supported")
     return Generation(
         "completion",
         model,
@@ -200,6 +202,8 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         turns.append((str(role), _content(message, index)))
     if body.get("tools"):
         raise invalid("tools", "tool calls are not supported")
+    if body.get("logprobs"):  # answering without them would look like a model that has none
+        raise invalid("logprobs", "not supported")
     return Generation(
         "chat",
         model,
