@@ -9,9 +9,12 @@ for their two entry Services). Every test uses keys of its own so limits never l
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +31,15 @@ from tests.fixtures.triton import TritonServer, start_triton
 from tests.fixtures.triton_model.model import completion, tokens
 
 MAX_TOKENS = 64
-KEY_SECRETS = ["team-a", "team-b", "team-rpm", "team-rpm-other", "team-tpm", "team-burst", "team-chat"]
+KEY_SECRETS = [
+    "team-a",
+    "team-b",
+    "team-rpm",
+    "team-rpm-other",
+    "team-tpm",
+    "team-burst",
+    "team-chat",
+]
 
 
 def _codepilot(name: str, model: str, **api: Any) -> CodePilot:
@@ -357,6 +368,23 @@ def test_a_burst_waits_in_the_queue_and_past_the_queue_is_503(lab: Lab) -> None:
     )
     assert waited == outcomes.count(200)
     assert waited - quick >= 4  # the ones beyond the 2 slots waited for a request to finish
+
+
+def _post(gateway: GatewayProcess, path: str, body: bytes, key: str | None) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a request sent as is, for what the SDK would not send."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(f"http://127.0.0.1:{gateway.port}{path}", body, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_key_that_is_not_utf8_is_401_not_500(lab: Lab) -> None:
+    body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
+    status, answer = _post(lab.coder, "/v1/completions", body, "sk-\xff\xfe")  # sent as those two bytes
+    assert (status, answer["error"]["code"]) == (401, "invalid_api_key")
 
 
 def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:
