@@ -381,6 +381,21 @@ def _post(gateway: GatewayProcess, path: str, body: bytes, key: str | None) -> t
         return exc.code, json.loads(exc.read())
 
 
+def test_unauthenticated_requests_are_counted_per_endpoint_never_per_path(lab: Lab) -> None:
+    """The path is the client's to choose: as a label value, each new one would be a new series."""
+    before = lab.coder.metrics()
+    for path in ("/v1/completions", "/v1/no-such-route-1", "/no-such-route-2"):
+        assert _post(lab.coder, path, b"{}", None)[0] == 401
+    after = lab.coder.metrics()
+    assert "no-such-route" not in after
+    for endpoint in ("completions", "other"):
+        labels = {"team": "", "endpoint": endpoint, "code": "401"}
+        counted = _metric(after, "codepilot_api_requests_total", **labels)
+        assert counted - _metric(before, "codepilot_api_requests_total", **labels) == 1 + (
+            endpoint == "other"
+        )
+
+
 def test_a_key_that_is_not_utf8_is_401_not_500(lab: Lab) -> None:
     body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
     status, answer = _post(lab.coder, "/v1/completions", body, "sk-\xff\xfe")  # sent as those two bytes

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+# The endpoint label of each route; any other path is "other", so a client cannot mint label values.
+ENDPOINTS = {"/v1/models": "models", "/v1/completions": "completions", "/v1/chat/completions": "chat"}
+OTHER_ENDPOINT = "other"
 
 
 @dataclass
@@ -98,9 +101,10 @@ class Gateway:
 
     def api_app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024)
-        app.router.add_get("/v1/models", self.list_models)
-        app.router.add_post("/v1/completions", self._endpoint("completions", protocol.completion_request))
-        app.router.add_post("/v1/chat/completions", self._endpoint("chat", protocol.chat_request))
+        paths = {endpoint: path for path, endpoint in ENDPOINTS.items()}
+        app.router.add_get(paths["models"], self.list_models)
+        app.router.add_post(paths["completions"], self._endpoint("completions", protocol.completion_request))
+        app.router.add_post(paths["chat"], self._endpoint("chat", protocol.chat_request))
         app.on_cleanup.append(self._close)
         return app
 
@@ -138,7 +142,7 @@ class Gateway:
         scheme, _, key = header.partition(" ")
         team = self.keys.team(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
         if team is None:
-            metrics.requests(NO_TEAM, "", request.path, "401").inc()
+            metrics.requests(NO_TEAM, "", ENDPOINTS.get(request.path, OTHER_ENDPOINT), "401").inc()
             return _error_response(
                 ApiError(
                     401,
