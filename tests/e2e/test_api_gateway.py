@@ -39,6 +39,7 @@ KEY_SECRETS = [
     "team-tpm",
     "team-burst",
     "team-chat",
+    "team-big",
 ]
 
 
@@ -89,6 +90,7 @@ def lab() -> Iterator[Lab]:
     write_key(keys, "team-tpm", "sk-team-tpm", tokens_per_minute=20)
     write_key(keys, "team-burst", "sk-team-burst")
     write_key(keys, "team-chat", "sk-team-chat")
+    write_key(keys, "team-big", "sk-team-big")
     triton = start_triton(coder, workdir / "triton", also=[reviewer])
     gateways: list[GatewayProcess] = []
     try:
@@ -400,6 +402,20 @@ def test_a_key_that_is_not_utf8_is_401_not_500(lab: Lab) -> None:
     body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
     status, answer = _post(lab.coder, "/v1/completions", body, "sk-\xff\xfe")  # sent as those two bytes
     assert (status, answer["error"]["code"]) == (401, "invalid_api_key")
+
+
+def test_a_body_over_the_limit_is_413_in_openais_shape_and_counted_so(lab: Lab) -> None:
+    before = lab.coder.metrics()
+    body = json.dumps({"model": "coder", "prompt": "x" * (5 * 1024 * 1024)}).encode()
+    status, answer = _post(lab.coder, "/v1/completions", body, "sk-team-big")
+    assert status == 413
+    assert "request body is over" in answer["error"]["message"]
+    labels = {"team": "team-big", "code": "413"}
+    assert (
+        _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels)
+        - _metric(before, "codepilot_api_requests_total", **labels)
+        == 1
+    )
 
 
 def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:

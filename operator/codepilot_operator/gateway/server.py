@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+MAX_BODY_BYTES = 4 * 1024 * 1024
 # The endpoint label of each route; any other path is "other", so a client cannot mint label values.
 ENDPOINTS = {"/v1/models": "models", "/v1/completions": "completions", "/v1/chat/completions": "chat"}
 OTHER_ENDPOINT = "other"
@@ -100,7 +101,7 @@ class Gateway:
     # -- wiring ------------------------------------------------------------------------------------
 
     def api_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024)
+        app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_BODY_BYTES)
         paths = {endpoint: path for path, endpoint in ENDPOINTS.items()}
         app.router.add_get(paths["models"], self.list_models)
         app.router.add_post(paths["completions"], self._endpoint("completions", protocol.completion_request))
@@ -171,6 +172,10 @@ class Gateway:
                     body = from_json(await request.read())
                 except ValueError:
                     raise ApiError(400, "the request body is not valid JSON") from None
+                except web.HTTPRequestEntityTooLarge:
+                    raise ApiError(
+                        413, f"the request body is over {MAX_BODY_BYTES} bytes", code="request_too_large"
+                    ) from None
                 generation = parse(body, self.caps)
                 model = generation.model
                 return await self._serve(request, team, generation, started)
