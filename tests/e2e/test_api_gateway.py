@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ KEY_SECRETS = [
     "team-tpm",
     "team-burst",
     "team-chat",
+    "team-gone",
     "team-big",
 ]
 
@@ -90,6 +92,7 @@ def lab() -> Iterator[Lab]:
     write_key(keys, "team-tpm", "sk-team-tpm", tokens_per_minute=20)
     write_key(keys, "team-burst", "sk-team-burst")
     write_key(keys, "team-chat", "sk-team-chat")
+    write_key(keys, "team-gone", "sk-team-gone")
     write_key(keys, "team-big", "sk-team-big")
     triton = start_triton(coder, workdir / "triton", also=[reviewer])
     gateways: list[GatewayProcess] = []
@@ -416,6 +419,92 @@ def test_a_body_over_the_limit_is_413_in_openais_shape_and_counted_so(lab: Lab) 
         - _metric(before, "codepilot_api_requests_total", **labels)
         == 1
     )
+
+
+def _open(gateway: GatewayProcess, key: str, **body: Any) -> socket.socket:
+    """A completion request on a raw connection, so a test can walk away from it at any point."""
+    data = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2, **body}).encode()
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+    sock.sendall(
+        f"POST /v1/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    return sock
+
+
+def _until(what: str, condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.05)
+
+
+def _gauge(gateway: GatewayProcess, name: str) -> float:
+    return _metric(gateway.metrics(), name, model="coder")
+
+
+def _triton_requests(triton: TritonServer) -> int:
+    """Requests the model executed, succeeded or failed (Triton's own statistics)."""
+    url = f"http://{triton.http_url}/v2/models/{triton.model}/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        stats = json.loads(response.read())["model_stats"][0]["inference_stats"]
+    return int(stats["success"]["count"]) + int(stats["fail"]["count"])
+
+
+def test_a_request_whose_client_left_the_queue_never_reaches_triton(lab: Lab) -> None:
+    """Editors cancel an inline completion at the next keystroke: waiting in line for nobody, those
+    would hold the slots the next keystrokes need. maxConcurrency 2: two run, two wait and leave."""
+    set_behaviour(lab.triton, work_seconds=1.0)
+    try:
+        before, executed = lab.coder.metrics(), _triton_requests(lab.triton)
+        running = [_open(lab.coder, "sk-team-gone") for _ in range(2)]
+        _until("two in flight", lambda: _gauge(lab.coder, "codepilot_api_in_flight_requests") == 2)
+        leaving = [_open(lab.coder, "sk-team-gone") for _ in range(2)]
+        _until("two queued", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 2)
+        for sock in leaving:
+            sock.close()
+        _until("the queue emptied", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 0)
+        for sock in running:
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+            sock.close()
+        _until("nothing in flight", lambda: _gauge(lab.coder, "codepilot_api_in_flight_requests") == 0)
+        after = lab.coder.metrics()
+    finally:
+        set_behaviour(lab.triton, work_seconds=0.02)
+    _until("Triton counted the two", lambda: _triton_requests(lab.triton) - executed >= 2)
+    assert _triton_requests(lab.triton) - executed == 2
+    waits = _metric(after, "codepilot_api_queue_wait_seconds_count", model="coder")
+    assert waits - _metric(before, "codepilot_api_queue_wait_seconds_count", model="coder") == 2
+    for code, count in (("200", 2), ("499", 2)):
+        labels = {"team": "team-gone", "code": code}
+        counted = _metric(after, "codepilot_api_requests_total", **labels)
+        assert counted - _metric(before, "codepilot_api_requests_total", **labels) == count, code
+
+
+def test_a_stream_whose_client_left_is_counted_as_499_and_frees_its_slot(lab: Lab) -> None:
+    set_behaviour(lab.triton, token_seconds=0.5)  # 7 tokens: seconds of stream left to walk away from
+    try:
+        before = lab.coder.metrics()
+        sock = _open(lab.coder, "sk-team-gone", max_tokens=32, stream=True)
+        assert b"data: " in sock.recv(4096)
+        sock.close()
+        labels = {"team": "team-gone", "code": "499"}
+        _until(
+            "the stream counted as abandoned",
+            lambda: (
+                _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels)
+                > _metric(before, "codepilot_api_requests_total", **labels)
+            ),
+        )
+        assert _gauge(lab.coder, "codepilot_api_in_flight_requests") == 0
+        labels = {"team": "team-gone", "code": "200"}
+        assert _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels) == _metric(
+            before, "codepilot_api_requests_total", **labels
+        )
+    finally:
+        set_behaviour(lab.triton, token_seconds=0.0)
 
 
 def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+# The client went away before its answer was complete (nginx's code for it; no HTTP answer was sent).
+CLIENT_CLOSED = "499"
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # The endpoint label of each route; any other path is "other", so a client cannot mint label values.
 ENDPOINTS = {"/v1/models": "models", "/v1/completions": "completions", "/v1/chat/completions": "chat"}
@@ -184,6 +186,11 @@ class Gateway:
                 if exc.status == 429:
                     metrics.rate_limited(team.name, model, exc.type).inc()
                 return _error_response(exc)
+            except (asyncio.CancelledError, ConnectionResetError):
+                # aiohttp cancels the handler when the client disconnects (handler_cancellation), which
+                # takes a queued request out of the queue and closes a running one's Triton connection
+                code = CLIENT_CLOSED
+                raise
             finally:
                 metrics.requests(team.name, model, endpoint, code).inc()
                 if model:
@@ -402,7 +409,9 @@ async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> N
     gateway = Gateway(config)
     gateway.keys.refresh()
     runners = [
-        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30),
+        # handler_cancellation: a client that disconnects cancels its request, so an editor's abandoned
+        # completions neither wait in the queue nor keep generating in Triton for nobody
+        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30, handler_cancellation=True),
         web.AppRunner(gateway.ops_app(), access_log=None, shutdown_timeout=30),
     ]
     for runner, listen in zip(runners, (port, ops_port), strict=True):
