@@ -515,6 +515,17 @@ def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path)
     try:
         client = lab.client("sk-team-a", gateway)
         assert client.completions.create(model="lonely", prompt="x", max_tokens=2).choices[0].text
+        # Killed while it streams: the status line said 200 already, so the stream ends in an error
+        # event, and the metrics say 502 rather than the 200 the client saw first.
+        set_behaviour(triton, token_seconds=0.5)
+        stream = client.completions.create(model="lonely", prompt="x", max_tokens=32, stream=True)
+        assert next(iter(stream)).choices[0].text
+        triton.process.kill()
+        with pytest.raises(openai.APIError, match="the model failed while answering"):
+            list(stream)
+        metrics = gateway.metrics()
+        assert _metric(metrics, "codepilot_api_requests_total", team="team-a", code="502") == 1
+        assert _metric(metrics, "codepilot_api_requests_total", team="team-a", code="200") == 1
         triton.stop()
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as caught:

@@ -180,7 +180,10 @@ class Gateway:
                     ) from None
                 generation = parse(body, self.caps)
                 model = generation.model
-                return await self._serve(request, team, generation, started)
+                response = await self._serve(request, team, generation, started)
+                if isinstance(response, _EventStream):
+                    code = response.code
+                return response
             except ApiError as exc:
                 code = str(exc.status)
                 if exc.status == 429:
@@ -337,7 +340,7 @@ class Gateway:
 
     async def _relay(
         self,
-        response: web.StreamResponse,
+        response: _EventStream,
         generation: Generation,
         first: Batch | None,
         batches: AsyncIterator[Batch],
@@ -379,6 +382,7 @@ class Gateway:
             error = ApiError(
                 502, f"the model failed while answering: {exc}", type="server_error", code="model_error"
             )
+            response.code = str(error.status)  # the status line said 200 before the failure came
             out.extend(protocol.event(error.body()))
             await response.write_eof(bytes(out))
             return
@@ -402,6 +406,7 @@ class _EventStream(web.StreamResponse):
     for them. An aiohttp without the flag sends them at once, as before."""
 
     _send_headers_immediately = False
+    code = "200"  # what the answer amounted to, for metrics: an error event after the 200 makes it 502
 
 
 async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> None:
