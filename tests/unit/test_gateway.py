@@ -97,6 +97,11 @@ def test_streamed_text_equals_the_whole_text_cut_at_the_first_stop(text: str, cu
 # -- requests ----------------------------------------------------------------------------------------
 
 
+def test_a_seed_too_large_for_a_float_is_passed_on_as_the_integer_it_is() -> None:
+    generation = protocol.completion_request({"model": "coder", "prompt": "x", "seed": 10**400}, CAPS)
+    assert generation.parameters == {"seed": 10**400}
+
+
 def test_a_completion_request_becomes_a_generation() -> None:
     generation = protocol.completion_request(
         {"model": "coder", "prompt": ["def f("], "suffix": ")", "max_tokens": 8, "temperature": 0.2}, CAPS
@@ -123,6 +128,17 @@ def test_a_completion_request_becomes_a_generation() -> None:
         ({"model": "coder", "prompt": "x", "max_tokens": "8"}, 400, "max_tokens: expected an integer"),
         (["not", "an", "object"], 400, "the request body must be a JSON object"),
         ({"model": "coder", "prompt": "x", "best_of": 3}, 400, "best_of: only best_of=1"),
+        (
+            {"model": "coder", "prompt": "x", "temperature": float("nan")},
+            400,
+            "temperature: expected a number",
+        ),
+        ({"model": "coder", "prompt": "x", "top_p": float("inf")}, 400, "top_p: expected a number"),
+        (
+            {"model": "coder", "prompt": "x", "stream": True, "stream_options": {"include_usage": "no"}},
+            400,
+            "stream_options.include_usage: expected true or false",
+        ),
     ],
 )
 def test_bad_completion_requests_get_one_clear_message(body: object, status: int, message: str) -> None:
@@ -145,6 +161,12 @@ def test_chat_uses_chatml_and_the_cap_by_default() -> None:
             {"model": "coder", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100},
             CAPS,
         )
+
+
+def test_chat_refuses_a_suffix_instead_of_answering_as_if_there_were_none() -> None:
+    body = {"model": "coder", "messages": [{"role": "user", "content": "a"}], "suffix": "b"}
+    with pytest.raises(ApiError, match="suffix: only /v1/completions takes a suffix"):
+        protocol.chat_request(body, CAPS)
 
 
 def test_chat_refuses_logprobs_instead_of_answering_without_them() -> None:

@@ -7,6 +7,7 @@ text and the token counts the model reported.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -98,6 +99,10 @@ def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(s for s in items if s)
 
 
+def _finite(value: float) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
+
+
 def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
@@ -110,6 +115,9 @@ def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise invalid("stream_options", "expected an object")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):  # "no" would otherwise count as asking for it
+        raise invalid("stream_options.include_usage", "expected true or false")
     if _int(body, "n", 1) != 1:
         raise invalid("n", "only n=1 is supported")
     parameters: dict[str, Any] = {}
@@ -117,10 +125,12 @@ def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        # NaN and Infinity parse (pydantic-core allows them, 1e999 overflows) but would reach the model
+        # as null; an int is finite however large (math.isfinite would overflow converting it)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise invalid(name, "expected a number")
         parameters[name] = value
-    return model, stream, bool(options.get("include_usage", False)), parameters
+    return model, stream, include_usage, parameters
 
 
 def completion_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
@@ -202,6 +212,8 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         turns.append((str(role), _content(message, index)))
     if body.get("tools"):
         raise invalid("tools", "tool calls are not supported")
+    if body.get("suffix") is not None:  # fill-in-the-middle is a completion; chat would drop it
+        raise invalid("suffix", "only /v1/completions takes a suffix")
     if body.get("logprobs"):  # answering without them would look like a model that has none
         raise invalid("logprobs", "not supported")
     return Generation(
