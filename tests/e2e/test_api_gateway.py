@@ -42,6 +42,7 @@ KEY_SECRETS = [
     "team-chat",
     "team-gone",
     "team-big",
+    "team-refused",
 ]
 
 
@@ -94,6 +95,7 @@ def lab() -> Iterator[Lab]:
     write_key(keys, "team-chat", "sk-team-chat")
     write_key(keys, "team-gone", "sk-team-gone")
     write_key(keys, "team-big", "sk-team-big")
+    write_key(keys, "team-refused", "sk-team-refused", requests_per_minute=2)
     triton = start_triton(coder, workdir / "triton", also=[reviewer])
     gateways: list[GatewayProcess] = []
     try:
@@ -505,6 +507,25 @@ def test_a_stream_whose_client_left_is_counted_as_499_and_frees_its_slot(lab: La
         )
     finally:
         set_behaviour(lab.triton, token_seconds=0.0)
+
+
+def test_a_request_refused_because_the_queue_is_full_does_not_use_up_the_teams_limit(lab: Lab) -> None:
+    """The SDKs retry a 503 by themselves: were refusals counted, a burst of another team's would
+    leave this one with a 429 for requests the model never saw."""
+    set_behaviour(lab.triton, work_seconds=1.0)
+    body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
+    try:
+        filling = [_open(lab.coder, "sk-team-gone") for _ in range(6)]  # 2 slots and 4 places in line
+        _until("slots and queue full", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 4)
+        refused = [_post(lab.coder, "/v1/completions", body, "sk-team-refused")[0] for _ in range(2)]
+        for sock in filling:
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+            sock.close()
+    finally:
+        set_behaviour(lab.triton, work_seconds=0.02)
+    assert refused == [503, 503]
+    served = [_post(lab.coder, "/v1/completions", body, "sk-team-refused")[0] for _ in range(3)]
+    assert served == [200, 200, 429]  # its 2 requests per minute are all still there
 
 
 def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:

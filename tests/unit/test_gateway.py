@@ -57,6 +57,18 @@ def test_tokens_are_charged_after_the_answer_and_a_debt_blocks_until_paid() -> N
     assert limiter.admit("a", 0, 60, now=30.1) is None
 
 
+def test_a_refunded_request_is_admitted_again_but_never_beyond_the_limit() -> None:
+    limiter = RateLimiter()
+    for _ in range(2):
+        assert limiter.admit("a", 2, 0, now=0.0) is None
+    limiter.refund("a", now=0.0)
+    assert limiter.admit("a", 2, 0, now=0.0) is None
+    assert limiter.admit("a", 2, 0, now=0.0) is not None
+    for _ in range(5):
+        limiter.refund("a", now=60.0)  # full again by then: nothing more to give back
+    assert [limiter.admit("a", 2, 0, now=60.0) is None for _ in range(3)] == [True, True, False]
+
+
 def test_zero_means_unlimited_and_a_changed_limit_starts_afresh() -> None:
     limiter = RateLimiter()
     assert all(limiter.admit("a", 0, 0, now=0.0) is None for _ in range(1000))

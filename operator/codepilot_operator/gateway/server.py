@@ -240,6 +240,7 @@ class Gateway:
                 finally:
                     self._spent(team, generation.model, outcome)
         except Overloaded as exc:
+            self.limiter.refund(team.name, self.clock())
             raise ApiError(
                 503,
                 f"model {generation.model} is busy: {exc}",
@@ -248,6 +249,7 @@ class Gateway:
                 retry_after=exc.retry_after,
             ) from None
         except TritonUnavailable as exc:
+            self.limiter.refund(team.name, self.clock())
             raise ApiError(
                 503, str(exc), type="server_error", code="model_unavailable", retry_after=5
             ) from None
