@@ -140,6 +140,7 @@ def test_a_completion_request_becomes_a_generation() -> None:
         ({"model": "coder", "prompt": "x", "max_tokens": "8"}, 400, "max_tokens: expected an integer"),
         (["not", "an", "object"], 400, "the request body must be a JSON object"),
         ({"model": "coder", "prompt": "x", "best_of": 3}, 400, "best_of: only best_of=1"),
+        ({"model": "coder", "prompt": "x", "stop": ["\n", "ab" * 129]}, 400, "stop[1]: at most 256"),
         (
             {"model": "coder", "prompt": "x", "temperature": float("nan")},
             400,

@@ -17,6 +17,10 @@ from typing import Any
 from pydantic_core import to_json
 
 MAX_STOP_SEQUENCES = 4
+# Long enough for any end marker or delimiter a client stops on. It bounds the stop scan: holding back
+# a tail that may grow into a stop sequence costs up to its length squared per piece, and one request
+# with a stop sequence of a million characters held the gateway's event loop for seconds.
+MAX_STOP_CHARACTERS = 256
 # Sampling settings passed to the model as request parameters (the model decides what it honours).
 PASSED_PARAMETERS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -96,6 +100,9 @@ def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
         raise invalid("stop", "expected a string or a list of strings")
     if len(items) > MAX_STOP_SEQUENCES:
         raise invalid("stop", f"at most {MAX_STOP_SEQUENCES} sequences")
+    for index, item in enumerate(items):
+        if len(item) > MAX_STOP_CHARACTERS:
+            raise invalid(f"stop[{index}]", f"at most {MAX_STOP_CHARACTERS} characters, got {len(item)}")
     return tuple(s for s in items if s)
 
 
