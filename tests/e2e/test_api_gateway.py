@@ -377,6 +377,19 @@ def test_a_burst_waits_in_the_queue_and_past_the_queue_is_503(lab: Lab) -> None:
     assert waited - quick >= 4  # the ones beyond the 2 slots waited for a request to finish
 
 
+def test_a_model_failure_says_the_models_message_streamed_or_not(lab: Lab) -> None:
+    """Triton answers a failed generate_stream with its error as an event: the client gets the message
+    it holds, as for a failed generate, not the event's bytes."""
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as caught:
+            lab.client("sk-team-a").completions.create(
+                model="coder", prompt="#fail now", max_tokens=2, stream=stream
+            )
+        error = caught.value.body
+        assert isinstance(error, dict), stream
+        assert error["message"].startswith("the model refused the request: Failed to process"), stream
+
+
 def _post(gateway: GatewayProcess, path: str, body: bytes, key: str | None) -> tuple[int, dict[str, Any]]:
     """Status and JSON body of a request sent as is, for what the SDK would not send."""
     headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
