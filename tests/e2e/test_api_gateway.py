@@ -314,6 +314,16 @@ def test_models_lists_each_codepilot_and_requests_go_to_its_model(lab: Lab) -> N
     assert caught.value.code == "model_not_found"
 
 
+def test_a_model_can_be_retrieved_by_its_name(lab: Lab) -> None:
+    """The SDKs' models.retrieve, which clients use to check a configured model exists."""
+    client = lab.client("sk-team-a")
+    model = client.models.retrieve("coder")
+    assert (model.id, model.object) == ("coder", "model")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("reviewer")  # served by the other CodePilot's gateway, not this one
+    assert caught.value.code == "model_not_found"
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():

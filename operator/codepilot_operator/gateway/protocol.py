@@ -238,13 +238,17 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
 def _cap(model: str, cap_for: Mapping[str, int]) -> int:
     cap = cap_for.get(model)
     if cap is None:
-        raise ApiError(
-            404,
-            f"model {model!r} is not served here (GET /v1/models lists what is)",
-            param="model",
-            code="model_not_found",
-        )
+        raise not_served(model)
     return cap
+
+
+def not_served(model: str) -> ApiError:
+    return ApiError(
+        404,
+        f"model {model!r} is not served here (GET /v1/models lists what is)",
+        param="model",
+        code="model_not_found",
+    )
 
 
 # -- answers --------------------------------------------------------------------------------------
@@ -341,8 +345,9 @@ def usage_chunk(
     return {**_envelope(generation, answer_id, created, chunk=True), "choices": [], "usage": usage(*counts)}
 
 
+def model_entry(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "codepilot"}
+
+
 def models_list(names: Sequence[str], created: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": created, "owned_by": "codepilot"} for n in names],
-    }
+    return {"object": "list", "data": [model_entry(n, created) for n in names]}

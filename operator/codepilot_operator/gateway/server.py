@@ -106,6 +106,7 @@ class Gateway:
         app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_BODY_BYTES)
         paths = {endpoint: path for path, endpoint in ENDPOINTS.items()}
         app.router.add_get(paths["models"], self.list_models)
+        app.router.add_get(paths["models"] + "/{model}", self.get_model)
         app.router.add_post(paths["completions"], self._endpoint("completions", protocol.completion_request))
         app.router.add_post(paths["chat"], self._endpoint("chat", protocol.chat_request))
         app.on_cleanup.append(self._close)
@@ -161,6 +162,12 @@ class Gateway:
 
     async def list_models(self, request: web.Request) -> web.Response:
         return web.json_response(protocol.models_list(sorted(self.models), self.created))
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name not in self.models:
+            return _error_response(protocol.not_served(name))
+        return web.json_response(protocol.model_entry(name, self.created))
 
     def _endpoint(
         self, endpoint: str, parse: Callable[[object, dict[str, int]], Generation]
