@@ -314,6 +314,19 @@ def test_models_lists_each_codepilot_and_requests_go_to_its_model(lab: Lab) -> N
     assert caught.value.code == "model_not_found"
 
 
+def test_an_unknown_route_or_method_is_answered_in_openais_error_shape(lab: Lab) -> None:
+    for method, path, status in (("POST", "/v1/embeddings", 404), ("GET", "/v1/completions", 405)):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{lab.coder.port}{path}",
+            method=method,
+            headers={"Authorization": "Bearer sk-team-a"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        assert caught.value.code == status
+        assert json.loads(caught.value.read())["error"]["message"] == f"Invalid URL ({method} {path})"
+
+
 def test_a_model_can_be_retrieved_by_its_name(lab: Lab) -> None:
     """The SDKs' models.retrieve, which clients use to check a configured model exists."""
     client = lab.client("sk-team-a")

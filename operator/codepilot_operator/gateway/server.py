@@ -156,7 +156,10 @@ class Gateway:
                 )
             )
         request[TEAM_KEY] = team
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:  # aiohttp's are plain text
+            return _error_response(ApiError(exc.status, f"Invalid URL ({request.method} {request.path})"))
 
     # -- handlers ----------------------------------------------------------------------------------
 
