@@ -9,10 +9,14 @@ for their two entry Services). Every test uses keys of its own so limits never l
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,18 @@ from tests.fixtures.triton import TritonServer, start_triton
 from tests.fixtures.triton_model.model import completion, tokens
 
 MAX_TOKENS = 64
-KEY_SECRETS = ["team-a", "team-b", "team-rpm", "team-rpm-other", "team-tpm", "team-burst", "team-chat"]
+KEY_SECRETS = [
+    "team-a",
+    "team-b",
+    "team-rpm",
+    "team-rpm-other",
+    "team-tpm",
+    "team-burst",
+    "team-chat",
+    "team-gone",
+    "team-big",
+    "team-refused",
+]
 
 
 def _codepilot(name: str, model: str, **api: Any) -> CodePilot:
@@ -78,6 +93,9 @@ def lab() -> Iterator[Lab]:
     write_key(keys, "team-tpm", "sk-team-tpm", tokens_per_minute=20)
     write_key(keys, "team-burst", "sk-team-burst")
     write_key(keys, "team-chat", "sk-team-chat")
+    write_key(keys, "team-gone", "sk-team-gone")
+    write_key(keys, "team-big", "sk-team-big")
+    write_key(keys, "team-refused", "sk-team-refused", requests_per_minute=2)
     triton = start_triton(coder, workdir / "triton", also=[reviewer])
     gateways: list[GatewayProcess] = []
     try:
@@ -296,6 +314,29 @@ def test_models_lists_each_codepilot_and_requests_go_to_its_model(lab: Lab) -> N
     assert caught.value.code == "model_not_found"
 
 
+def test_an_unknown_route_or_method_is_answered_in_openais_error_shape(lab: Lab) -> None:
+    for method, path, status in (("POST", "/v1/embeddings", 404), ("GET", "/v1/completions", 405)):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{lab.coder.port}{path}",
+            method=method,
+            headers={"Authorization": "Bearer sk-team-a"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        assert caught.value.code == status
+        assert json.loads(caught.value.read())["error"]["message"] == f"Invalid URL ({method} {path})"
+
+
+def test_a_model_can_be_retrieved_by_its_name(lab: Lab) -> None:
+    """The SDKs' models.retrieve, which clients use to check a configured model exists."""
+    client = lab.client("sk-team-a")
+    model = client.models.retrieve("coder")
+    assert (model.id, model.object) == ("coder", "model")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("reviewer")  # served by the other CodePilot's gateway, not this one
+    assert caught.value.code == "model_not_found"
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -359,6 +400,170 @@ def test_a_burst_waits_in_the_queue_and_past_the_queue_is_503(lab: Lab) -> None:
     assert waited - quick >= 4  # the ones beyond the 2 slots waited for a request to finish
 
 
+def test_a_model_failure_says_the_models_message_streamed_or_not(lab: Lab) -> None:
+    """Triton answers a failed generate_stream with its error as an event: the client gets the message
+    it holds, as for a failed generate, not the event's bytes."""
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as caught:
+            lab.client("sk-team-a").completions.create(
+                model="coder", prompt="#fail now", max_tokens=2, stream=stream
+            )
+        error = caught.value.body
+        assert isinstance(error, dict), stream
+        assert error["message"].startswith("the model refused the request: Failed to process"), stream
+
+
+def _post(gateway: GatewayProcess, path: str, body: bytes, key: str | None) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a request sent as is, for what the SDK would not send."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+    request = urllib.request.Request(f"http://127.0.0.1:{gateway.port}{path}", body, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_unauthenticated_requests_are_counted_per_endpoint_never_per_path(lab: Lab) -> None:
+    """The path is the client's to choose: as a label value, each new one would be a new series."""
+    before = lab.coder.metrics()
+    for path in ("/v1/completions", "/v1/no-such-route-1", "/no-such-route-2"):
+        assert _post(lab.coder, path, b"{}", None)[0] == 401
+    after = lab.coder.metrics()
+    assert "no-such-route" not in after
+    for endpoint in ("completions", "other"):
+        labels = {"team": "", "endpoint": endpoint, "code": "401"}
+        counted = _metric(after, "codepilot_api_requests_total", **labels)
+        assert counted - _metric(before, "codepilot_api_requests_total", **labels) == 1 + (
+            endpoint == "other"
+        )
+
+
+def test_a_key_that_is_not_utf8_is_401_not_500(lab: Lab) -> None:
+    body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
+    status, answer = _post(lab.coder, "/v1/completions", body, "sk-\xff\xfe")  # sent as those two bytes
+    assert (status, answer["error"]["code"]) == (401, "invalid_api_key")
+
+
+def test_a_body_over_the_limit_is_413_in_openais_shape_and_counted_so(lab: Lab) -> None:
+    before = lab.coder.metrics()
+    body = json.dumps({"model": "coder", "prompt": "x" * (5 * 1024 * 1024)}).encode()
+    status, answer = _post(lab.coder, "/v1/completions", body, "sk-team-big")
+    assert status == 413
+    assert "request body is over" in answer["error"]["message"]
+    labels = {"team": "team-big", "code": "413"}
+    assert (
+        _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels)
+        - _metric(before, "codepilot_api_requests_total", **labels)
+        == 1
+    )
+
+
+def _open(gateway: GatewayProcess, key: str, **body: Any) -> socket.socket:
+    """A completion request on a raw connection, so a test can walk away from it at any point."""
+    data = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2, **body}).encode()
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+    sock.sendall(
+        f"POST /v1/completions HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    return sock
+
+
+def _until(what: str, condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.05)
+
+
+def _gauge(gateway: GatewayProcess, name: str) -> float:
+    return _metric(gateway.metrics(), name, model="coder")
+
+
+def _triton_requests(triton: TritonServer) -> int:
+    """Requests the model executed, succeeded or failed (Triton's own statistics)."""
+    url = f"http://{triton.http_url}/v2/models/{triton.model}/stats"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        stats = json.loads(response.read())["model_stats"][0]["inference_stats"]
+    return int(stats["success"]["count"]) + int(stats["fail"]["count"])
+
+
+def test_a_request_whose_client_left_the_queue_never_reaches_triton(lab: Lab) -> None:
+    """Editors cancel an inline completion at the next keystroke: waiting in line for nobody, those
+    would hold the slots the next keystrokes need. maxConcurrency 2: two run, two wait and leave."""
+    set_behaviour(lab.triton, work_seconds=1.0)
+    try:
+        before, executed = lab.coder.metrics(), _triton_requests(lab.triton)
+        running = [_open(lab.coder, "sk-team-gone") for _ in range(2)]
+        _until("two in flight", lambda: _gauge(lab.coder, "codepilot_api_in_flight_requests") == 2)
+        leaving = [_open(lab.coder, "sk-team-gone") for _ in range(2)]
+        _until("two queued", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 2)
+        for sock in leaving:
+            sock.close()
+        _until("the queue emptied", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 0)
+        for sock in running:
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+            sock.close()
+        _until("nothing in flight", lambda: _gauge(lab.coder, "codepilot_api_in_flight_requests") == 0)
+        after = lab.coder.metrics()
+    finally:
+        set_behaviour(lab.triton, work_seconds=0.02)
+    _until("Triton counted the two", lambda: _triton_requests(lab.triton) - executed >= 2)
+    assert _triton_requests(lab.triton) - executed == 2
+    waits = _metric(after, "codepilot_api_queue_wait_seconds_count", model="coder")
+    assert waits - _metric(before, "codepilot_api_queue_wait_seconds_count", model="coder") == 2
+    for code, count in (("200", 2), ("499", 2)):
+        labels = {"team": "team-gone", "code": code}
+        counted = _metric(after, "codepilot_api_requests_total", **labels)
+        assert counted - _metric(before, "codepilot_api_requests_total", **labels) == count, code
+
+
+def test_a_stream_whose_client_left_is_counted_as_499_and_frees_its_slot(lab: Lab) -> None:
+    set_behaviour(lab.triton, token_seconds=0.5)  # 7 tokens: seconds of stream left to walk away from
+    try:
+        before = lab.coder.metrics()
+        sock = _open(lab.coder, "sk-team-gone", max_tokens=32, stream=True)
+        assert b"data: " in sock.recv(4096)
+        sock.close()
+        labels = {"team": "team-gone", "code": "499"}
+        _until(
+            "the stream counted as abandoned",
+            lambda: (
+                _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels)
+                > _metric(before, "codepilot_api_requests_total", **labels)
+            ),
+        )
+        assert _gauge(lab.coder, "codepilot_api_in_flight_requests") == 0
+        labels = {"team": "team-gone", "code": "200"}
+        assert _metric(lab.coder.metrics(), "codepilot_api_requests_total", **labels) == _metric(
+            before, "codepilot_api_requests_total", **labels
+        )
+    finally:
+        set_behaviour(lab.triton, token_seconds=0.0)
+
+
+def test_a_request_refused_because_the_queue_is_full_does_not_use_up_the_teams_limit(lab: Lab) -> None:
+    """The SDKs retry a 503 by themselves: were refusals counted, a burst of another team's would
+    leave this one with a 429 for requests the model never saw."""
+    set_behaviour(lab.triton, work_seconds=1.0)
+    body = json.dumps({"model": "coder", "prompt": "x", "max_tokens": 2}).encode()
+    try:
+        filling = [_open(lab.coder, "sk-team-gone") for _ in range(6)]  # 2 slots and 4 places in line
+        _until("slots and queue full", lambda: _gauge(lab.coder, "codepilot_api_queued_requests") == 4)
+        refused = [_post(lab.coder, "/v1/completions", body, "sk-team-refused")[0] for _ in range(2)]
+        for sock in filling:
+            assert sock.recv(64).startswith(b"HTTP/1.1 200")
+            sock.close()
+    finally:
+        set_behaviour(lab.triton, work_seconds=0.02)
+    assert refused == [503, 503]
+    served = [_post(lab.coder, "/v1/completions", body, "sk-team-refused")[0] for _ in range(3)]
+    assert served == [200, 200, 429]  # its 2 requests per minute are all still there
+
+
 def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path) -> None:
     """Last in this module on purpose: a separate Triton is stopped, the lab's keeps serving."""
     cp = _codepilot("lonely", "lonely_api")
@@ -367,6 +572,17 @@ def test_when_triton_is_down_the_answer_is_503_not_500(lab: Lab, tmp_path: Path)
     try:
         client = lab.client("sk-team-a", gateway)
         assert client.completions.create(model="lonely", prompt="x", max_tokens=2).choices[0].text
+        # Killed while it streams: the status line said 200 already, so the stream ends in an error
+        # event, and the metrics say 502 rather than the 200 the client saw first.
+        set_behaviour(triton, token_seconds=0.5)
+        stream = client.completions.create(model="lonely", prompt="x", max_tokens=32, stream=True)
+        assert next(iter(stream)).choices[0].text
+        triton.process.kill()
+        with pytest.raises(openai.APIError, match="the model failed while answering"):
+            list(stream)
+        metrics = gateway.metrics()
+        assert _metric(metrics, "codepilot_api_requests_total", team="team-a", code="502") == 1
+        assert _metric(metrics, "codepilot_api_requests_total", team="team-a", code="200") == 1
         triton.stop()
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as caught:

@@ -57,6 +57,18 @@ def test_tokens_are_charged_after_the_answer_and_a_debt_blocks_until_paid() -> N
     assert limiter.admit("a", 0, 60, now=30.1) is None
 
 
+def test_a_refunded_request_is_admitted_again_but_never_beyond_the_limit() -> None:
+    limiter = RateLimiter()
+    for _ in range(2):
+        assert limiter.admit("a", 2, 0, now=0.0) is None
+    limiter.refund("a", now=0.0)
+    assert limiter.admit("a", 2, 0, now=0.0) is None
+    assert limiter.admit("a", 2, 0, now=0.0) is not None
+    for _ in range(5):
+        limiter.refund("a", now=60.0)  # full again by then: nothing more to give back
+    assert [limiter.admit("a", 2, 0, now=60.0) is None for _ in range(3)] == [True, True, False]
+
+
 def test_zero_means_unlimited_and_a_changed_limit_starts_afresh() -> None:
     limiter = RateLimiter()
     assert all(limiter.admit("a", 0, 0, now=0.0) is None for _ in range(1000))
@@ -97,6 +109,11 @@ def test_streamed_text_equals_the_whole_text_cut_at_the_first_stop(text: str, cu
 # -- requests ----------------------------------------------------------------------------------------
 
 
+def test_a_seed_too_large_for_a_float_is_passed_on_as_the_integer_it_is() -> None:
+    generation = protocol.completion_request({"model": "coder", "prompt": "x", "seed": 10**400}, CAPS)
+    assert generation.parameters == {"seed": 10**400}
+
+
 def test_a_completion_request_becomes_a_generation() -> None:
     generation = protocol.completion_request(
         {"model": "coder", "prompt": ["def f("], "suffix": ")", "max_tokens": 8, "temperature": 0.2}, CAPS
@@ -122,6 +139,19 @@ def test_a_completion_request_becomes_a_generation() -> None:
         ({"model": "coder", "prompt": "x", "stop": ["a"] * 5}, 400, "stop: at most 4"),
         ({"model": "coder", "prompt": "x", "max_tokens": "8"}, 400, "max_tokens: expected an integer"),
         (["not", "an", "object"], 400, "the request body must be a JSON object"),
+        ({"model": "coder", "prompt": "x", "best_of": 3}, 400, "best_of: only best_of=1"),
+        ({"model": "coder", "prompt": "x", "stop": ["\n", "ab" * 129]}, 400, "stop[1]: at most 256"),
+        (
+            {"model": "coder", "prompt": "x", "temperature": float("nan")},
+            400,
+            "temperature: expected a number",
+        ),
+        ({"model": "coder", "prompt": "x", "top_p": float("inf")}, 400, "top_p: expected a number"),
+        (
+            {"model": "coder", "prompt": "x", "stream": True, "stream_options": {"include_usage": "no"}},
+            400,
+            "stream_options.include_usage: expected true or false",
+        ),
     ],
 )
 def test_bad_completion_requests_get_one_clear_message(body: object, status: int, message: str) -> None:
@@ -144,6 +174,26 @@ def test_chat_uses_chatml_and_the_cap_by_default() -> None:
             {"model": "coder", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100},
             CAPS,
         )
+
+
+def test_chat_refuses_a_suffix_instead_of_answering_as_if_there_were_none() -> None:
+    body = {"model": "coder", "messages": [{"role": "user", "content": "a"}], "suffix": "b"}
+    with pytest.raises(ApiError, match="suffix: only /v1/completions takes a suffix"):
+        protocol.chat_request(body, CAPS)
+
+
+def test_chat_refuses_logprobs_instead_of_answering_without_them() -> None:
+    body = {"model": "coder", "messages": [{"role": "user", "content": "a"}]}
+    with pytest.raises(ApiError, match="logprobs: not supported"):
+        protocol.chat_request({**body, "logprobs": True}, CAPS)
+    assert protocol.chat_request({**body, "logprobs": False}, CAPS).prompt
+
+
+@pytest.mark.parametrize("role", [["user"], {"name": "user"}, 5, None])
+def test_a_role_that_is_not_a_string_is_a_400_naming_the_message(role: object) -> None:
+    with pytest.raises(ApiError, match=r"messages\[1\]\.role: expected one of"):
+        messages = [{"role": "user", "content": "a"}, {"role": role, "content": "b"}]
+        protocol.chat_request({"model": "coder", "messages": messages}, CAPS)
 
 
 def test_finish_reason_is_length_only_when_the_cap_was_reached() -> None:

@@ -111,6 +111,8 @@ _UNAVAILABLE_HINTS = ("unknown model", "not ready", "unavailable", "no available
 
 
 def _failure(status: int, body: bytes) -> Exception:
+    if body.startswith(b"data:"):  # generate_stream refuses with its error as one event
+        body = body[5:].strip()
     try:
         message = str(from_json(body).get("error", ""))
     except (ValueError, AttributeError):

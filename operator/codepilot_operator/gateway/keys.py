@@ -28,8 +28,11 @@ class Team:
 
 
 def digest(key: str) -> str:
-    """Keys are held and compared as digests: a lookup never compares secrets byte by byte."""
-    return hashlib.sha256(key.encode()).hexdigest()
+    """Keys are held and compared as digests: a lookup never compares secrets byte by byte.
+
+    A header's bytes that are not UTF-8 reach us as surrogate escapes (aiohttp's decoding); encoding
+    them back gives the bytes that were sent, so such a key is simply unknown rather than an error."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _limit(path: Path) -> int | None:

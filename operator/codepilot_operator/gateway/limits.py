@@ -40,6 +40,10 @@ class Bucket:
         self._fill(now)
         self.level -= amount
 
+    def give_back(self, now: float, amount: float) -> None:
+        self._fill(now)
+        self.level = min(float(self.per_minute), self.level + amount)
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -81,6 +85,13 @@ class RateLimiter:
                 return Refusal("requests", rpm, wait)
             limits.requests.take(now, 1.0)
         return None
+
+    def refund(self, team: str, now: float) -> None:
+        """A request admitted but refused before it reached the model (the queue was full, the model
+        unreachable) is not one the team used: clients retry those by themselves."""
+        limits = self._keys.get(team)
+        if limits is not None and limits.requests is not None:
+            limits.requests.give_back(now, 1.0)
 
     def charge(self, team: str, tokens: int, now: float) -> None:
         limits = self._keys.get(team)

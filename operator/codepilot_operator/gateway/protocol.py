@@ -7,6 +7,7 @@ text and the token counts the model reported.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,10 @@ from typing import Any
 from pydantic_core import to_json
 
 MAX_STOP_SEQUENCES = 4
+# Long enough for any end marker or delimiter a client stops on. It bounds the stop scan: holding back
+# a tail that may grow into a stop sequence costs up to its length squared per piece, and one request
+# with a stop sequence of a million characters held the gateway's event loop for seconds.
+MAX_STOP_CHARACTERS = 256
 # Sampling settings passed to the model as request parameters (the model decides what it honours).
 PASSED_PARAMETERS = ("temperature", "top_p", "top_k", "seed", "presence_penalty", "frequency_penalty")
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -95,7 +100,14 @@ def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
         raise invalid("stop", "expected a string or a list of strings")
     if len(items) > MAX_STOP_SEQUENCES:
         raise invalid("stop", f"at most {MAX_STOP_SEQUENCES} sequences")
+    for index, item in enumerate(items):
+        if len(item) > MAX_STOP_CHARACTERS:
+            raise invalid(f"stop[{index}]", f"at most {MAX_STOP_CHARACTERS} characters, got {len(item)}")
     return tuple(s for s in items if s)
+
+
+def _finite(value: float) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
@@ -110,6 +122,9 @@ def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise invalid("stream_options", "expected an object")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):  # "no" would otherwise count as asking for it
+        raise invalid("stream_options.include_usage", "expected true or false")
     if _int(body, "n", 1) != 1:
         raise invalid("n", "only n=1 is supported")
     parameters: dict[str, Any] = {}
@@ -117,10 +132,12 @@ def _common(body: Any) -> tuple[str, bool, bool, dict[str, Any]]:
         value = body.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        # NaN and Infinity parse (pydantic-core allows them, 1e999 overflows) but would reach the model
+        # as null; an int is finite however large (math.isfinite would overflow converting it)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise invalid(name, "expected a number")
         parameters[name] = value
-    return model, stream, bool(options.get("include_usage", False)), parameters
+    return model, stream, include_usage, parameters
 
 
 def completion_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
@@ -143,6 +160,8 @@ def completion_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         raise invalid("echo", "not supported")
     if body.get("logprobs") is not None:
         raise invalid("logprobs", "not supported")
+    if _int(body, "best_of", 1) != 1:
+        raise invalid("best_of", "only best_of=1 is supported")
     return Generation(
         "completion",
         model,
@@ -195,11 +214,15 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
         if not isinstance(message, dict):
             raise invalid(f"messages[{index}]", "expected an object")
         role = message.get("role")
-        if role not in CHAT_ROLES:
+        if not isinstance(role, str) or role not in CHAT_ROLES:  # a list or object is unhashable
             raise invalid(f"messages[{index}].role", f"expected one of {', '.join(sorted(CHAT_ROLES))}")
         turns.append((str(role), _content(message, index)))
     if body.get("tools"):
         raise invalid("tools", "tool calls are not supported")
+    if body.get("suffix") is not None:  # fill-in-the-middle is a completion; chat would drop it
+        raise invalid("suffix", "only /v1/completions takes a suffix")
+    if body.get("logprobs"):  # answering without them would look like a model that has none
+        raise invalid("logprobs", "not supported")
     return Generation(
         "chat",
         model,
@@ -215,13 +238,17 @@ def chat_request(body: Any, cap_for: Mapping[str, int]) -> Generation:
 def _cap(model: str, cap_for: Mapping[str, int]) -> int:
     cap = cap_for.get(model)
     if cap is None:
-        raise ApiError(
-            404,
-            f"model {model!r} is not served here (GET /v1/models lists what is)",
-            param="model",
-            code="model_not_found",
-        )
+        raise not_served(model)
     return cap
+
+
+def not_served(model: str) -> ApiError:
+    return ApiError(
+        404,
+        f"model {model!r} is not served here (GET /v1/models lists what is)",
+        param="model",
+        code="model_not_found",
+    )
 
 
 # -- answers --------------------------------------------------------------------------------------
@@ -318,8 +345,9 @@ def usage_chunk(
     return {**_envelope(generation, answer_id, created, chunk=True), "choices": [], "usage": usage(*counts)}
 
 
+def model_entry(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "codepilot"}
+
+
 def models_list(names: Sequence[str], created: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [{"id": n, "object": "model", "created": created, "owned_by": "codepilot"} for n in names],
-    }
+    return {"object": "list", "data": [model_entry(n, created) for n in names]}

@@ -41,6 +41,12 @@ log = logging.getLogger(__name__)
 TEAM_KEY = "codepilot.team"
 NO_TEAM = ""
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}  # what web.json_response sends
+# The client went away before its answer was complete (nginx's code for it; no HTTP answer was sent).
+CLIENT_CLOSED = "499"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# The endpoint label of each route; any other path is "other", so a client cannot mint label values.
+ENDPOINTS = {"/v1/models": "models", "/v1/completions": "completions", "/v1/chat/completions": "chat"}
+OTHER_ENDPOINT = "other"
 
 
 @dataclass
@@ -97,10 +103,12 @@ class Gateway:
     # -- wiring ------------------------------------------------------------------------------------
 
     def api_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._authenticate], client_max_size=4 * 1024 * 1024)
-        app.router.add_get("/v1/models", self.list_models)
-        app.router.add_post("/v1/completions", self._endpoint("completions", protocol.completion_request))
-        app.router.add_post("/v1/chat/completions", self._endpoint("chat", protocol.chat_request))
+        app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_BODY_BYTES)
+        paths = {endpoint: path for path, endpoint in ENDPOINTS.items()}
+        app.router.add_get(paths["models"], self.list_models)
+        app.router.add_get(paths["models"] + "/{model}", self.get_model)
+        app.router.add_post(paths["completions"], self._endpoint("completions", protocol.completion_request))
+        app.router.add_post(paths["chat"], self._endpoint("chat", protocol.chat_request))
         app.on_cleanup.append(self._close)
         return app
 
@@ -138,7 +146,7 @@ class Gateway:
         scheme, _, key = header.partition(" ")
         team = self.keys.team(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
         if team is None:
-            metrics.requests(NO_TEAM, "", request.path, "401").inc()
+            metrics.requests(NO_TEAM, "", ENDPOINTS.get(request.path, OTHER_ENDPOINT), "401").inc()
             return _error_response(
                 ApiError(
                     401,
@@ -148,12 +156,21 @@ class Gateway:
                 )
             )
         request[TEAM_KEY] = team
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:  # aiohttp's are plain text
+            return _error_response(ApiError(exc.status, f"Invalid URL ({request.method} {request.path})"))
 
     # -- handlers ----------------------------------------------------------------------------------
 
     async def list_models(self, request: web.Request) -> web.Response:
         return web.json_response(protocol.models_list(sorted(self.models), self.created))
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name not in self.models:
+            return _error_response(protocol.not_served(name))
+        return web.json_response(protocol.model_entry(name, self.created))
 
     def _endpoint(
         self, endpoint: str, parse: Callable[[object, dict[str, int]], Generation]
@@ -167,14 +184,26 @@ class Gateway:
                     body = from_json(await request.read())
                 except ValueError:
                     raise ApiError(400, "the request body is not valid JSON") from None
+                except web.HTTPRequestEntityTooLarge:
+                    raise ApiError(
+                        413, f"the request body is over {MAX_BODY_BYTES} bytes", code="request_too_large"
+                    ) from None
                 generation = parse(body, self.caps)
                 model = generation.model
-                return await self._serve(request, team, generation, started)
+                response = await self._serve(request, team, generation, started)
+                if isinstance(response, _EventStream):
+                    code = response.code
+                return response
             except ApiError as exc:
                 code = str(exc.status)
                 if exc.status == 429:
                     metrics.rate_limited(team.name, model, exc.type).inc()
                 return _error_response(exc)
+            except (asyncio.CancelledError, ConnectionResetError):
+                # aiohttp cancels the handler when the client disconnects (handler_cancellation), which
+                # takes a queued request out of the queue and closes a running one's Triton connection
+                code = CLIENT_CLOSED
+                raise
             finally:
                 metrics.requests(team.name, model, endpoint, code).inc()
                 if model:
@@ -221,6 +250,7 @@ class Gateway:
                 finally:
                     self._spent(team, generation.model, outcome)
         except Overloaded as exc:
+            self.limiter.refund(team.name, self.clock())
             raise ApiError(
                 503,
                 f"model {generation.model} is busy: {exc}",
@@ -229,6 +259,7 @@ class Gateway:
                 retry_after=exc.retry_after,
             ) from None
         except TritonUnavailable as exc:
+            self.limiter.refund(team.name, self.clock())
             raise ApiError(
                 503, str(exc), type="server_error", code="model_unavailable", retry_after=5
             ) from None
@@ -321,7 +352,7 @@ class Gateway:
 
     async def _relay(
         self,
-        response: web.StreamResponse,
+        response: _EventStream,
         generation: Generation,
         first: Batch | None,
         batches: AsyncIterator[Batch],
@@ -363,6 +394,7 @@ class Gateway:
             error = ApiError(
                 502, f"the model failed while answering: {exc}", type="server_error", code="model_error"
             )
+            response.code = str(error.status)  # the status line said 200 before the failure came
             out.extend(protocol.event(error.body()))
             await response.write_eof(bytes(out))
             return
@@ -386,6 +418,7 @@ class _EventStream(web.StreamResponse):
     for them. An aiohttp without the flag sends them at once, as before."""
 
     _send_headers_immediately = False
+    code = "200"  # what the answer amounted to, for metrics: an error event after the 200 makes it 502
 
 
 async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> None:
@@ -393,7 +426,9 @@ async def serve(config: GatewayConfig, host: str, port: int, ops_port: int) -> N
     gateway = Gateway(config)
     gateway.keys.refresh()
     runners = [
-        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30),
+        # handler_cancellation: a client that disconnects cancels its request, so an editor's abandoned
+        # completions neither wait in the queue nor keep generating in Triton for nobody
+        web.AppRunner(gateway.api_app(), access_log=None, shutdown_timeout=30, handler_cancellation=True),
         web.AppRunner(gateway.ops_app(), access_log=None, shutdown_timeout=30),
     ]
     for runner, listen in zip(runners, (port, ops_port), strict=True):
