@@ -100,3 +100,21 @@ async def test_an_event_that_is_not_one_json_value_is_refused(bad: bytes) -> Non
     """Events read together are decoded together: one holding two values must not pass as two tokens."""
     with pytest.raises(TritonRequestError, match="not JSON"):
         await _groups([_event("ok") + bad])
+
+
+@pytest.mark.asyncio
+async def test_tokens_before_an_error_event_in_the_same_read_are_passed_on_before_the_error() -> None:
+    """The model failed after two tokens: whether its events came in one read or three, the caller
+    sees the two tokens and then the failure, so it is judged one mid-answer either way."""
+    error = b'data: {"error": "failing mid-answer"}\n\n'
+    for writes in ([_event("a") + _event("b") + error], [_event("a"), _event("b"), error]):
+        seen: list[str] = []
+        async for url in _serving(writes):
+            client = TritonClient(url)
+            try:
+                with pytest.raises(TritonRequestError, match="failing mid-answer"):
+                    async for batch in client.stream("m", TextRequest(prompt="p", max_tokens=4)):
+                        seen.extend(p.text for p in batch.pieces)
+            finally:
+                await client.close()
+        assert seen == ["a", "b"], writes

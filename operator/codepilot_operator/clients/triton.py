@@ -92,19 +92,27 @@ def parse_piece(doc: Any) -> Piece:
     return Piece(text, _count(doc, PROMPT_TOKENS), _count(doc, COMPLETION_TOKENS))
 
 
-def event_pieces(lines: list[bytes]) -> list[Piece]:
+def event_pieces(lines: list[bytes]) -> tuple[list[Piece], TritonRequestError | None]:
     """The pieces of the ``data:`` lines among ``lines``, decoded with one JSON parse for all of them
-    (a stream brings one event per token; a parse per event was the client's largest own cost)."""
+    (a stream brings one event per token; a parse per event was the client's largest own cost), up to
+    an error event, which comes back beside them: the tokens before a failure in the same read still
+    count as generated, so the failure is seen as one mid-answer, whatever the reads' grouping."""
     events = [line[5:] for line in lines if line.startswith(b"data:")]
     if not events:
-        return []
+        return [], None
     try:
         docs = from_json(b"[" + b",".join(events) + b"]")
     except ValueError:
         docs = None
     if not isinstance(docs, list) or len(docs) != len(events):  # an event that is not one JSON value
         raise TritonRequestError(502, "Triton sent an event that is not JSON")
-    return [parse_piece(doc) for doc in docs]
+    pieces = []
+    for doc in docs:
+        try:
+            pieces.append(parse_piece(doc))
+        except TritonRequestError as exc:
+            return pieces, exc
+    return pieces, None
 
 
 _UNAVAILABLE_HINTS = ("unknown model", "not ready", "unavailable", "no available versions", "not found")
@@ -176,11 +184,16 @@ class TritonClient:
                     if last:
                         lines.append(pending)
                         pending = b""
-                    pieces = event_pieces(lines)
-                    if pieces or last:
-                        yield Batch(pieces, last)
+                    pieces, error = event_pieces(lines)
+                    if pieces or (last and error is None):
+                        yield Batch(pieces, last and error is None)
+                    if error is not None:
+                        raise error
                 if pending.startswith(b"data:"):
-                    yield Batch(event_pieces([pending]), True)
+                    pieces, error = event_pieces([pending])
+                    yield Batch(pieces, error is None)
+                    if error is not None:
+                        raise error
         except Unreachable as exc:
             raise self._unreachable(exc) from None
         except Malformed as exc:
