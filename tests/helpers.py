@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import pytest
 import yaml
 
 from codepilot_operator.api import CodePilot
@@ -80,3 +82,18 @@ def validate_gateway_api(objects: list[dict[str, Any]]) -> list[str]:
     if result.returncode not in (0, 3) or (result.returncode == 3) != bool(result.stdout.strip()):
         raise RuntimeError(f"validator crashed: {result.stderr[-2000:]}")
     return result.stdout.splitlines()
+
+
+def assert_settings_file_refused(
+    load: Callable[[str], Any], flag: str, path: Path, cases: dict[str, str]
+) -> None:
+    """Each text written to ``path`` is refused by ``load`` with one problem naming the flag and the
+    file and containing the expected words (the settings files' reader, cli/support.read_settings)."""
+    from codepilot_operator.cli.support import UsageError
+
+    for text, expected in cases.items():
+        path.write_text(text)
+        with pytest.raises(UsageError) as exc:
+            load(str(path))
+        assert len(exc.value.problems) == 1 and expected in exc.value.problems[0], exc.value.problems
+        assert exc.value.problems[0].startswith(f"{flag} {path}: ")

@@ -20,7 +20,7 @@ from codepilot_operator.api.platform import (
 from codepilot_operator.api.status import CodePilotStatus, ConditionType, Reason
 from codepilot_operator.api.tracks import template_fields, template_of
 from codepilot_operator.cli import main
-from codepilot_operator.cli.support import UsageError, load_platform
+from codepilot_operator.cli.support import load_platform
 from codepilot_operator.reconcile.admission import (
     PolicyRefused,
     rendered_specs,
@@ -29,7 +29,7 @@ from codepilot_operator.reconcile.admission import (
     spec_violations,
 )
 from codepilot_operator.render import render, served_versions
-from tests.helpers import codepilot
+from tests.helpers import assert_settings_file_refused, codepilot
 
 PLATFORM = PlatformPolicy(
     fetcher_image="registry.example.com/platform/codepilot-operator:2.0.0",
@@ -135,12 +135,7 @@ def test_platform_file_problems_name_the_field(tmp_path: Path) -> None:
         + "f: *e\n": "more than 100000 nodes once aliases are expanded",
         "a: 1\na: 2\n": "line 2, column 1: invalid YAML: duplicate key 'a'",
     }
-    for text, expected in cases.items():
-        path.write_text(text)
-        with pytest.raises(UsageError) as exc:
-            load_platform(str(path))
-        assert len(exc.value.problems) == 1 and expected in exc.value.problems[0], exc.value.problems
-        assert exc.value.problems[0].startswith(f"--platform {path}: ")
+    assert_settings_file_refused(load_platform, "--platform", path, cases)
 
 
 def test_empty_platform_file_is_the_default() -> None:

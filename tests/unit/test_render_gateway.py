@@ -15,11 +15,10 @@ from pydantic import ValidationError
 
 from codepilot_operator.api.endpoint import GatewayConfig
 from codepilot_operator.cli.gateway import load_config
-from codepilot_operator.cli.support import UsageError
 from codepilot_operator.loader import InvalidCodePilot
 from codepilot_operator.render import render
 from codepilot_operator.render.gateway import api_url, gateway_config, gateway_name
-from tests.helpers import codepilot, validate_builtin
+from tests.helpers import assert_settings_file_refused, codepilot, validate_builtin
 
 API = {"enabled": True, "keySecrets": ["team-a", "team-b"], "tokensPerMinute": 5000}
 GATEWAY_TRAFFIC = {
@@ -130,13 +129,7 @@ def test_a_gateway_config_file_gets_a_manifests_bounds(tmp_path: Path) -> None:
         },
     }
     for name, texts in cases.items():
-        path = tmp_path / name
-        for text, expected in texts.items():
-            path.write_text(text)
-            with pytest.raises(UsageError) as exc:
-                load_config(str(path))
-            assert len(exc.value.problems) == 1 and expected in exc.value.problems[0], exc.value.problems
-            assert exc.value.problems[0].startswith(f"--config {path}: ")
+        assert_settings_file_refused(load_config, "--config", tmp_path / name, texts)
 
 
 def test_status_url_is_the_gateway_service_base_url() -> None:
