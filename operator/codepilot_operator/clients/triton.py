@@ -40,8 +40,9 @@ class TritonRequestError(RuntimeError):
 
 
 class Piece(NamedTuple):
-    """One response of the model: its text and the token counts so far (a tuple: a stream makes one
-    per token, and a frozen dataclass costs several times more to build)."""
+    """One response of the model: its text and the token counts it reports (the prompt's; this
+    response's completion tokens, which the gateway sums over a stream). A tuple: a stream makes one
+    per token, and a frozen dataclass costs several times more to build."""
 
     text: str
     prompt_tokens: int | None
@@ -198,11 +199,3 @@ class TritonClient:
             raise self._unreachable(exc) from None
         except Malformed as exc:
             raise TritonRequestError(502, str(exc)) from None
-
-    async def ready(self, model: str) -> bool:
-        try:
-            async with self._http.request("GET", f"/v2/models/{model}/ready") as r:
-                await r.read()
-                return r.status == 200
-        except (Unreachable, Malformed):
-            return False

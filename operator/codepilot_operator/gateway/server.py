@@ -211,7 +211,7 @@ class Gateway:
 
         return handle
 
-    def _admit(self, team: Team, model: str) -> None:
+    def _admit(self, team: Team) -> None:
         rpm = (
             team.requests_per_minute
             if team.requests_per_minute is not None
@@ -237,7 +237,7 @@ class Gateway:
             raise protocol.invalid(
                 "suffix", f"model {generation.model} does not take a suffix (fill-in-the-middle)"
             )
-        self._admit(team, generation.model)
+        self._admit(team)
         outcome = Outcome()
         queued = self.clock()
         try:
