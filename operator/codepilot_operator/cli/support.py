@@ -183,7 +183,7 @@ def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
 
     The files come from ConfigMaps that others may write, so they get a manifest's bounds: the size
     (read_text), and for YAML the bounded loader (aliases, depth, duplicate keys with their line); a
-    ``.json`` file is parsed as JSON, whose only other cost is depth (pydantic-core stops past 200).
+    ``.json`` file is parsed as strict JSON (no duplicate keys, no NaN/Infinity; depth bounded).
     Every problem starts with ``flag FILE:``.
     """
     from codepilot_operator.loader import InvalidCodePilot, load_yaml_documents
@@ -194,11 +194,11 @@ def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
         raise UsageError(*(f"{flag} {problem}" for problem in exc.problems)) from None
     if path.endswith(".json"):
         try:
-            documents = [pydantic_core.from_json(text, allow_inf_nan=False)]
+            documents = [_strict_json(text)]
+        except RecursionError:
+            raise UsageError(f"{flag} {source}: invalid JSON: nested too deeply") from None
         except ValueError as exc:
             raise UsageError(f"{flag} {source}: invalid JSON: {str(exc).splitlines()[0]}") from None
-        if duplicate := _duplicate_json_key(text):  # within pydantic-core's depth bound by now
-            raise UsageError(f"{flag} {source}: duplicate key {duplicate!r} (JSON keeps only the last)")
     else:
         try:
             documents = load_yaml_documents(text, source)
@@ -212,18 +212,22 @@ def read_settings(path: str, flag: str) -> tuple[dict[str, Any], str]:
     return document, source
 
 
-def _duplicate_json_key(text: str) -> str | None:
-    """The first key an object of ``text`` holds twice, if any (a second value silently wins)."""
-    found: list[str] = []
+def _strict_json(text: str) -> Any:
+    """JSON as the standard has it: a key twice in one object (a second value would silently win) and
+    NaN/Infinity (an infinite timeout) are errors. Depth is bounded by Python's recursion limit."""
 
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [key for key, _ in items]
-        if not found and len(set(keys)) != len(keys):
-            found.append(next(key for n, key in enumerate(keys) if key in keys[:n]))
+    def unique(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r} (JSON keeps only the last)")
+            seen.add(key)
         return dict(items)
 
-    json.loads(text, object_pairs_hook=pairs)
-    return found[0] if found else None
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    return json.loads(text, object_pairs_hook=unique, parse_constant=no_constant)
 
 
 def load_platform(path: str | None) -> PlatformPolicy:
