@@ -106,32 +106,42 @@ def _allowed_list(values: tuple[str, ...]) -> str:
     return ", ".join(values) if values else "none"
 
 
+def _image_violation(
+    path: str, requested: str | None, holder: str, platform: PlatformPolicy
+) -> Violation | None:
+    """The operator's code runs in the fetcher and the gateway, with secrets: another image only if the
+    platform allows it."""
+    image = platform.fetcher_image_for(requested)
+    if platform.allows_fetcher_image(image):
+        return None
+    return Violation(
+        path,
+        Reason.IMAGE_NOT_ALLOWED,
+        f"image {image} is not one the platform allows for {holder}; remove the field to run the "
+        f"operator's image ({platform.fetcher_image}), or ask the platform team to allow it (chart value "
+        f"policy.fetcherImages)",
+    )
+
+
 def spec_violations(prefix: str, cp: CodePilot, platform: PlatformPolicy) -> list[Violation]:
     """What the spec itself asks for that the platform does not allow (no API call needed)."""
     runtime = cp.spec.runtime
+    images = [
+        (
+            f"{prefix}.runtime.fetcherImage",
+            runtime.fetcher_image,
+            "the weight fetcher, which receives the S3 credentials",
+        )
+    ]
+    if cp.spec.api.enabled:
+        images.append(
+            (f"{prefix}.api.image", cp.spec.api.image, "the API gateway, which holds the teams' API keys")
+        )
     found = []
-    image = platform.fetcher_image_for(runtime.fetcher_image)
-    if not platform.allows_fetcher_image(image):
-        found.append(
-            Violation(
-                f"{prefix}.runtime.fetcherImage",
-                Reason.IMAGE_NOT_ALLOWED,
-                f"image {image} is not one the platform allows for the weight fetcher, which receives the S3 "
-                f"credentials; remove the field to run the operator's image ({platform.fetcher_image}), or "
-                f"ask the platform team to allow it (chart value policy.fetcherImages)",
-            )
-        )
-    gateway_image = platform.fetcher_image_for(cp.spec.api.image)
-    if cp.spec.api.enabled and not platform.allows_fetcher_image(gateway_image):
-        found.append(
-            Violation(
-                f"{prefix}.api.image",
-                Reason.IMAGE_NOT_ALLOWED,
-                f"image {gateway_image} is not one the platform allows for the API gateway, which holds the "
-                f"teams' API keys; remove the field to run the operator's image ({platform.fetcher_image}), "
-                f"or ask the platform team to allow it (chart value policy.fetcherImages)",
-            )
-        )
+    for path, requested, holder in images:
+        violation = _image_violation(path, requested, holder, platform)
+        if violation is not None:
+            found.append(violation)
     if not platform.allows_service_account(runtime.service_account_name):
         found.append(
             Violation(
