@@ -67,10 +67,14 @@ class Samples:
     triton_cpu: float = 0.0  # of tritonserver and its python backend stubs
 
 
+def _stat(path: Path) -> tuple[int, float]:
+    """Parent pid and user + system CPU seconds of a /proc/<pid>/stat (clock ticks)."""
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat(Path(f"/proc/{pid}/stat"))[1]
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -80,11 +84,11 @@ def tree_cpu_seconds(pid: int) -> float:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, seconds = _stat(entry / "stat")
         except OSError:
             continue  # exited meanwhile
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(entry.name) == pid or parent == pid:
+            total += seconds
     return total
 
 

@@ -316,7 +316,7 @@ class Gateway:
                 if scanner.stopped:
                     break
         except TritonRequestError as exc:
-            if not read.counts[1] and not parts:
+            if not parts:
                 raise  # refused before anything was generated: the model's own status
             raise TritonRequestError(502, f"the model failed while answering: {exc}") from None
         finally:
